@@ -1,0 +1,1 @@
+"""Reference solution of the language-modeling assignment (course staff only)."""
