@@ -1,0 +1,209 @@
+"""Independent numpy oracles used at build time for expected values (and by the kit tests for power analysis).
+
+Pure numpy and Python, written from the handout's definitions rather than from the reference solution.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+
+# ---------------------------------------------------------------------------------------------------- samplers
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """float64 softmax; -inf entries get probability exactly 0."""
+    x = np.asarray(logits, dtype=np.float64)
+    x = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def top_k_kept(logits: np.ndarray, k: int) -> np.ndarray:
+    """bool [..., V]: logit >= the k-th largest logit of its row (k >= V keeps everything)."""
+    logits = np.asarray(logits)
+    k = min(int(k), logits.shape[-1])
+    kth = -np.sort(-logits, axis=-1)[..., k - 1 : k]
+    return logits >= kth
+
+
+def mass_strictly_above(logits: np.ndarray) -> np.ndarray:
+    """float64 [..., V]: total probability of the tokens strictly more probable than each token."""
+    probs = softmax(logits)
+    return np.sum(probs[..., None, :] * (probs[..., None, :] > probs[..., :, None]), axis=-1)
+
+
+def top_p_kept(logits: np.ndarray, p: float) -> np.ndarray:
+    """bool [..., V]: token i kept iff the mass of the tokens strictly more probable than i is < p."""
+    return mass_strictly_above(logits) < p
+
+
+def sampling_distribution(
+    logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> np.ndarray:
+    """Exact float64 distribution [V] of sample(): temperature, then top-k, then top-p, then softmax."""
+    x = np.asarray(logits, dtype=np.float64) / temperature
+    kept = np.ones(x.shape, dtype=bool)
+    if top_k is not None:
+        kept &= top_k_kept(x, top_k)
+    if top_p is not None:
+        kept &= top_p_kept(np.where(kept, x, -np.inf), top_p)
+    return softmax(np.where(kept, x, -np.inf))
+
+
+def mutant_distributions(
+    logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> dict[str, np.ndarray]:
+    """Distributions drawn by the classic sampler bugs, for the same arguments (only the relevant ones)."""
+    x = np.asarray(logits, dtype=np.float64)
+    out: dict[str, np.ndarray] = {}
+    if temperature != 1.0:
+        out["temperature multiplied instead of divided"] = sampling_distribution(x * temperature**2, temperature,
+                                                                                 top_k, top_p)
+        out["temperature ignored"] = sampling_distribution(x, 1.0, top_k, top_p)
+        out["softmax before temperature"] = sampling_distribution(softmax(x), temperature, top_k, top_p)
+    if top_k is not None and top_k < x.shape[-1]:
+        out["k + 1 tokens kept"] = sampling_distribution(x, temperature, top_k + 1, top_p)
+        if top_k > 1:
+            out["k - 1 tokens kept"] = sampling_distribution(x, temperature, top_k - 1, top_p)
+    if top_p is not None and top_p < 1.0:
+        t = x / temperature
+        probs = softmax(t)
+        inclusive = mass_strictly_above(t) + probs
+        if np.any(inclusive < top_p):
+            out["crossing token dropped"] = softmax(np.where(inclusive < top_p, t, -np.inf))
+        above = np.sort(np.unique(mass_strictly_above(t)))
+        kept_levels = above[above < top_p]
+        if kept_levels.size < above.size:
+            one_more = above[kept_levels.size]
+            out["one token past the crossing kept"] = softmax(np.where(mass_strictly_above(t) <= one_more, t, -np.inf))
+        if temperature != 1.0:
+            before = top_p_kept(x, top_p)
+            out["top-p before temperature"] = softmax(np.where(before, t, -np.inf))
+    return out
+
+
+def merge_sparse_cells(counts: np.ndarray, expected: np.ndarray, min_expected: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pool chi-square cells so that every pooled cell has an expected count >= min_expected.
+
+    Cells are sorted by expected count and accumulated from the smallest; a short remainder joins the last pooled
+    cell. Returns (observed [K], expected [K]) with the same totals as the input.
+    """
+    order = np.argsort(expected, kind="stable")
+    obs_groups: list[float] = []
+    exp_groups: list[float] = []
+    obs_acc = exp_acc = 0.0
+    for i in order:
+        obs_acc += counts[i]
+        exp_acc += expected[i]
+        if exp_acc >= min_expected:
+            obs_groups.append(obs_acc)
+            exp_groups.append(exp_acc)
+            obs_acc = exp_acc = 0.0
+    if exp_acc > 0:
+        if exp_groups:
+            obs_groups[-1] += obs_acc
+            exp_groups[-1] += exp_acc
+        else:
+            obs_groups.append(obs_acc)
+            exp_groups.append(exp_acc)
+    return np.asarray(obs_groups), np.asarray(exp_groups)
+
+
+def miss_probability(probs: np.ndarray, mutant: np.ndarray, n: int, alpha: float, min_expected: float) -> float:
+    """Probability that `n` draws from `mutant` pass the goodness-of-fit test against `probs` at level `alpha`.
+
+    A draw of a token with probability 0 under `probs` fails at once; otherwise the Pearson statistic on the pooled
+    cells (pooled as the judge pools them) is approximately non-central chi-square with non-centrality
+    n * sum((q - p)^2 / p).
+    """
+    impossible = probs <= 0
+    no_impossible_draw = (1.0 - float(mutant[impossible].sum())) ** n
+    order_counts, expected = merge_sparse_cells(mutant[~impossible] * n, probs[~impossible] * n, min_expected)
+    if expected.size < 2:
+        return no_impossible_draw
+    df = expected.size - 1
+    noncentrality = float(np.sum((order_counts - expected) ** 2 / expected))
+    critical = stats.chi2.isf(alpha, df)
+    return no_impossible_draw * float(stats.ncx2.cdf(critical, df, noncentrality))
+
+
+# ---------------------------------------------------------------------------------------------------- BPE
+def bpe_train_naive(chunks: Sequence[str], vocab_size: int) -> list[tuple[int, int]]:
+    """Byte-level BPE by full recount each round: most frequent pair, ties -> smallest (left, right)."""
+    words = [[list(chunk.encode("utf-8")), freq] for chunk, freq in Counter(chunks).items()]
+    merges: list[tuple[int, int]] = []
+    while 256 + len(merges) < vocab_size:
+        counts: Counter = Counter()
+        for ids, freq in words:
+            for pair in zip(ids, ids[1:], strict=False):
+                counts[pair] += freq
+        if not counts:
+            break
+        best = min(counts, key=lambda pair: (-counts[pair], pair))
+        new_id = 256 + len(merges)
+        merges.append(best)
+        for word in words:
+            word[0] = _merge(word[0], best, new_id)
+    return merges
+
+
+def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def bpe_encode_naive(chunks: Sequence[str], merges: Sequence[tuple[int, int]]) -> list[int]:
+    """Encode pre-tokenized chunks: in each chunk repeatedly apply the lowest-rank merge present."""
+    rank = {tuple(pair): i for i, pair in enumerate(merges)}
+    out: list[int] = []
+    for chunk in chunks:
+        ids = list(chunk.encode("utf-8"))
+        while len(ids) > 1:
+            present = [p for p in zip(ids, ids[1:], strict=False) if p in rank]
+            if not present:
+                break
+            pair = min(present, key=rank.__getitem__)
+            ids = _merge(ids, pair, 256 + rank[pair])
+        out.extend(ids)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- transformer
+def positional_encoding(length: int, d_model: int) -> np.ndarray:
+    """Interleaved sinusoidal encoding [length, d_model]: even dims sin, odd dims cos, float64."""
+    pos = np.arange(length, dtype=np.float64)[:, None]
+    i2 = np.arange(0, d_model, 2, dtype=np.float64)[None, :]
+    angle = pos / np.power(10000.0, i2 / d_model)
+    pe = np.zeros((length, d_model))
+    pe[:, 0::2] = np.sin(angle)
+    pe[:, 1::2] = np.cos(angle[:, : d_model // 2])
+    return pe
+
+
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled dot-product attention in float64; returns (output [..., Tq, dv], weights [..., Tq, Tk])."""
+    scores = np.einsum("...qd,...kd->...qk", q.astype(np.float64), k.astype(np.float64)) / np.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    weights = softmax(scores)
+    return np.einsum("...qk,...kd->...qd", weights, v.astype(np.float64)), weights
+
+
+# ---------------------------------------------------------------------------------------------------- train
+def sequence_loss(labels: np.ndarray, logits: np.ndarray) -> float:
+    """Mean sparse categorical cross-entropy from logits [B, T, V] and labels [B, T], float64."""
+    x = np.asarray(logits, dtype=np.float64)
+    log_probs = x - x.max(-1, keepdims=True)
+    log_probs = log_probs - np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    picked = np.take_along_axis(log_probs, np.asarray(labels)[..., None].astype(np.int64), axis=-1)
+    return float(-picked.mean())

@@ -1,0 +1,110 @@
+"""Probes for part 4 (transformer.py): mask, attention, positional encoding, multi-head layer and the full model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .common import assign_weights, error_name, seed_everything, to_numpy
+from .registry import probe
+
+
+@probe("transformer.causal_mask")
+def causal_mask(sub, sizes: list) -> dict:
+    """{"masks": [causal_mask(T) for T in sizes]}."""
+    transformer = sub.module("transformer")
+    return {"masks": [to_numpy(transformer.causal_mask(int(t))) for t in sizes]}
+
+
+@probe("transformer.attention")
+def attention(sub, q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None = None) -> dict:
+    """{"output": [..., Tq, dv], "weights": [..., Tq, Tk]} of scaled_dot_product_attention."""
+    import tensorflow as tf
+
+    transformer = sub.module("transformer")
+    m = None if mask is None else tf.constant(mask, tf.bool)
+    output, weights = transformer.scaled_dot_product_attention(
+        tf.constant(q, tf.float32), tf.constant(k, tf.float32), tf.constant(v, tf.float32), m
+    )
+    return {"output": to_numpy(output), "weights": to_numpy(weights)}
+
+
+@probe("transformer.positional_encoding")
+def positional_encoding(sub, cases: list) -> dict:
+    """{"encodings": [positional_encoding(length, d_model) for (length, d_model) in cases]}."""
+    transformer = sub.module("transformer")
+    return {"encodings": [to_numpy(transformer.positional_encoding(int(n), int(d))) for n, d in cases]}
+
+
+@probe("transformer.mha_forward")
+def mha_forward(sub, d_model: int, num_heads: int, weights: dict, x: np.ndarray) -> dict:
+    """{"y": MultiHeadSelfAttention(d_model, num_heads)(x [B, T, d_model])} with the given weights (by name)."""
+    import tensorflow as tf
+
+    transformer = sub.module("transformer")
+    layer = transformer.MultiHeadSelfAttention(d_model, num_heads)
+    inputs = tf.constant(x, tf.float32)
+    layer(inputs[:, :1])
+    assign_weights(layer, weights, "MultiHeadSelfAttention")
+    return {"y": to_numpy(layer(inputs))}
+
+
+def _model(sub, config: dict, seed: int):
+    import tensorflow as tf
+
+    seed_everything(seed)
+    transformer = sub.module("transformer")
+    model = transformer.TransformerLanguageModel(**config)
+    model(tf.zeros([1, 1], tf.int32))
+    return model
+
+
+@probe("transformer.model_forward")
+def model_forward(sub, config: dict, seed: int, tokens: np.ndarray) -> dict:
+    """{"logits": [B, T, V]} of a TransformerLanguageModel(**config) built after seeding with `seed`."""
+    import tensorflow as tf
+
+    model = _model(sub, config, seed)
+    return {"logits": to_numpy(model(tf.constant(tokens, tf.int32)))}
+
+
+@probe("transformer.tied_embedding")
+def tied_embedding(sub, config: dict, seed: int, tokens: np.ndarray, token: int, delta: np.ndarray) -> dict:
+    """Logits before and after adding `delta`, then 2 * `delta`, to row `token` of token_embedding.embeddings."""
+    import tensorflow as tf
+
+    model = _model(sub, config, seed)
+    x = tf.constant(tokens, tf.int32)
+    table = model.token_embedding.embeddings
+    logits = [to_numpy(model(x))]
+    for _ in range(2):
+        rows = to_numpy(table).copy()
+        rows[int(token)] += delta.astype(rows.dtype)
+        table.assign(rows)
+        logits.append(to_numpy(model(x)))
+    return {"logits": np.stack(logits)}
+
+
+@probe("transformer.kv_cache")
+def kv_cache(sub, config: dict, seed: int, tokens: np.ndarray, prefix: int) -> dict:
+    """Full logits [B, T, V] and the logits of step(tokens[:, :prefix]) then one step per further token."""
+    import tensorflow as tf
+
+    model = _model(sub, config, seed)
+    x = tf.constant(tokens, tf.int32)
+    full = to_numpy(model(x))
+    logits, state = model.step(x[:, :prefix])
+    parts = [to_numpy(logits)]
+    for t in range(prefix, x.shape[1]):
+        logits, state = model.step(x[:, t : t + 1], state)
+        parts.append(to_numpy(logits))
+    return {"full": full, "cached": np.concatenate(parts, axis=1)}
+
+
+@probe("transformer.too_long")
+def too_long(sub, config: dict, seed: int) -> dict:
+    """Name of the exception raised when calling the model on context_length + 1 tokens (None if none)."""
+    import tensorflow as tf
+
+    model = _model(sub, config, seed)
+    tokens = tf.zeros([1, int(config["context_length"]) + 1], tf.int32)
+    return {"error": error_name(lambda: model(tokens))}

@@ -1,0 +1,403 @@
+"""Kit tests of the autograder's hidden test content (autograder/hidden, autograder/worker/probes, fixtures).
+
+Probes run in-process against the reference package `assignment` through a fake Context that passes arguments and
+replies through a plain-data check (what the real worker protocol allows), so each hidden test can be run exactly as
+the judge runs it. Deliberately broken implementations (wrappers around the reference) must fail their tests, and
+the samplers' chi-square design is checked for power against the classic bugs.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import numpy as np
+import pytest
+from autograder.registry import ALL_TESTS, TestFailure
+
+from autograder import fixtures as fixtures_module
+from autograder.hidden import oracles
+from autograder.hidden.samplers import ALPHA, MIN_EXPECTED, NUM_DRAWS
+from autograder.worker.probes import registry as probe_registry
+
+SEED = 1234
+
+
+def plain(value: Any, where: str = "value") -> Any:
+    """Check that `value` is plain data the protocol can carry, converting tuples to lists as JSON would."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.ndarray):
+        assert value.dtype.kind in "biuf", f"{where}: array dtype {value.dtype} cannot be sent"
+        return value.copy()
+    if isinstance(value, (list, tuple)):
+        return [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        assert all(isinstance(k, str) for k in value), f"{where}: dict keys must be strings"
+        return {k: plain(v, f"{where}.{k}") for k, v in value.items()}
+    raise AssertionError(f"{where}: {type(value).__name__} is not plain data")
+
+
+class Submission:
+    """The probes' submission accessor over the reference package, with some modules replaced."""
+
+    def __init__(self, **replaced: Any):
+        self.replaced = replaced
+
+    def module(self, name: str) -> Any:
+        if name in self.replaced:
+            return self.replaced[name]
+        return fixtures_module.REFERENCE.module(name)
+
+
+class FakeContext:
+    """What the judge gives a test: fixtures, seed and call(probe, **kwargs), here run in-process."""
+
+    def __init__(self, fixtures: dict, sub: Submission):
+        self.fixtures = fixtures
+        self.seed = SEED
+        self.sub = sub
+        self.calls: list[str] = []
+
+    def call(self, probe: str, **kwargs: Any) -> Any:
+        self.calls.append(probe)
+        fn = probe_registry.PROBES[probe]
+        try:
+            reply = fn(self.sub, **plain(kwargs, probe))
+        except Exception as exc:  # the real worker turns this into a ProbeError, which fails the test
+            raise TestFailure(f"{type(exc).__name__}: {exc}") from exc
+        return plain(reply, f"reply of {probe}")
+
+
+@pytest.fixture(scope="module")
+def fixtures() -> dict:
+    return fixtures_module.build_fixtures(SEED)
+
+
+def tests_of(part: str) -> list:
+    return [t for t in ALL_TESTS if t.part == part]
+
+
+def run(test, fixtures: dict, **replaced: Any) -> str | None:
+    """Run one hidden test; None when it passes, else the failure message."""
+    ctx = FakeContext(fixtures, Submission(**replaced))
+    try:
+        result = test.fn(ctx)
+    except TestFailure as exc:
+        return str(exc) or "failed"
+    assert result is None or 0.0 <= result <= 1.0
+    return None if result in (None, 1.0) else f"partial credit {result}"
+
+
+def find(name_start: str):
+    matches = [t for t in ALL_TESTS if t.name.startswith(name_start)]
+    assert len(matches) == 1, (name_start, [t.name for t in matches])
+    return matches[0]
+
+
+def namespace(module_name: str, **overrides: Any) -> types.SimpleNamespace:
+    """A stand-in for a reference module with some attributes replaced (a 'broken submission')."""
+    module = fixtures_module.REFERENCE.module(module_name)
+    ns = types.SimpleNamespace(**{k: getattr(module, k) for k in dir(module) if not k.startswith("__")})
+    ns.__dict__.update(overrides)
+    return ns
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    return a == b
+
+
+# ---------------------------------------------------------------------------------------------------- fixtures
+def test_fixtures_are_plain_namespaced_and_deterministic(fixtures: dict) -> None:
+    import json
+
+    for key, value in fixtures.items():
+        assert key.split("/")[0] in fixtures_module.BUILDERS, key
+        if isinstance(value, np.ndarray):
+            assert value.dtype.kind in "biuf", key
+        else:
+            json.dumps(value)
+    again = fixtures_module.build_fixtures(SEED)
+    assert sorted(again) == sorted(fixtures)
+    assert all(same(again[k], fixtures[k]) for k in fixtures)
+
+
+def test_fixtures_change_with_the_seed(fixtures: dict) -> None:
+    parts = ("preprocess", "samplers", "transformer", "train")
+    other = fixtures_module.build_fixtures(SEED + 1, parts=parts)
+    for part in parts:
+        keys = [k for k in other if k.startswith(part + "/")]
+        assert keys and not all(same(other[k], fixtures[k]) for k in keys), part
+
+
+# ---------------------------------------------------------------------------------------------------- reference
+GRADED = [t for t in ALL_TESTS if t.part in ("preprocess", "rnn", "lstm", "samplers", "transformer", "train")]
+
+
+@pytest.mark.parametrize("test", GRADED, ids=[t.name for t in GRADED])
+def test_reference_passes(test, fixtures: dict) -> None:
+    assert run(test, fixtures) is None
+
+
+def test_every_part_has_tests_with_positive_weights() -> None:
+    for part in ("preprocess", "rnn", "lstm", "samplers", "transformer", "train"):
+        assert tests_of(part) and all(t.weight > 0 for t in tests_of(part)), part
+    names = [t.name for t in ALL_TESTS]
+    assert len(names) == len(set(names))
+
+
+# ---------------------------------------------------------------------------------------------------- samplers
+def test_sampler_design_detects_the_classic_bugs(fixtures: dict) -> None:
+    """Analytic power from the stored design, confirmed by simulating the judge's test on multinomial counts."""
+    from autograder.hidden.common import goodness_of_fit
+
+    rng = np.random.default_rng(0)
+    logits = fixtures["samplers/draw_logits"]
+    for name, s in fixtures["samplers/draw_settings"].items():
+        probs = fixtures[f"samplers/draw_probs_{name}"]
+        assert np.allclose(probs, oracles.sampling_distribution(logits, s["temperature"], s["top_k"], s["top_p"]))
+        mutants = oracles.mutant_distributions(logits, s["temperature"], s["top_k"], s["top_p"])
+        assert len(mutants) >= 2, name
+        for bug, q in mutants.items():
+            assert oracles.miss_probability(probs, q, NUM_DRAWS, ALPHA, MIN_EXPECTED) < 1e-9, (name, bug)
+            for counts in rng.multinomial(NUM_DRAWS, q, size=20):
+                with pytest.raises(TestFailure) if (q[probs == 0] > 0).any() else _no_raise():
+                    assert goodness_of_fit(counts, probs, MIN_EXPECTED) < ALPHA, (name, bug)
+        p_values = [goodness_of_fit(c, probs, MIN_EXPECTED) for c in rng.multinomial(NUM_DRAWS, probs, size=200)]
+        assert min(p_values) > ALPHA and 0.3 < np.mean(p_values) < 0.7, name
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _sample_wrapper(transform):
+    """A broken sample(): `transform` rewrites (logits, temperature, top_k, top_p, seed) before the reference runs."""
+    ref = fixtures_module.REFERENCE.module("samplers")
+
+    def sample(logits, temperature=1.0, top_k=None, top_p=None, seed=None):
+        return ref.sample(*transform(logits, temperature, top_k, top_p, seed))
+
+    return sample
+
+
+def _drop_crossing_sample(logits, temperature=1.0, top_k=None, top_p=None, seed=None):
+    import tensorflow as tf
+
+    ref = fixtures_module.REFERENCE.module("samplers")
+    x = ref.apply_temperature(tf.constant(logits, tf.float32), temperature)
+    if top_k is not None:
+        x = ref.top_k_filter(x, top_k)
+    if top_p is not None:
+        probs = tf.nn.softmax(x).numpy()
+        above = oracles.mass_strictly_above(x.numpy())
+        x = tf.where(above + probs < top_p, x, float("-inf"))
+    return tf.random.stateless_categorical(x, 1, seed=[seed, 0], dtype=tf.int32)[:, 0]
+
+
+def _softmax(logits):
+    import tensorflow as tf
+
+    return tf.nn.softmax(tf.constant(logits, tf.float32))
+
+
+SAMPLER_MUTANTS = {
+    "temperature multiplied": ("sample with temperature follows", dict(
+        sample=_sample_wrapper(lambda x, t, k, p, s: (x, 1.0 / t if t else t, k, p, s)))),
+    "softmax before temperature": ("sample with temperature follows", dict(
+        sample=_sample_wrapper(lambda x, t, k, p, s: (_softmax(x), t, k, p, s)))),
+    "k + 1 kept": ("sample with top_k follows", dict(
+        sample=_sample_wrapper(lambda x, t, k, p, s: (x, t, None if k is None else k + 1, p, s)))),
+    "crossing token dropped": ("sample with top_p follows", dict(sample=_drop_crossing_sample)),
+    "seed ignored": ("sample is reproducible", dict(
+        sample=_sample_wrapper(lambda x, t, k, p, s: (x, t, k, p, None)))),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(SAMPLER_MUTANTS))
+def test_broken_samplers_fail(bug: str, fixtures: dict) -> None:
+    test_name, overrides = SAMPLER_MUTANTS[bug]
+    assert run(find(test_name), fixtures, samplers=namespace("samplers", **overrides)) is not None
+
+
+def test_broken_filters_fail(fixtures: dict) -> None:
+    import tensorflow as tf
+
+    def strict_top_k(logits, k):
+        kth = tf.sort(logits, direction="DESCENDING")[..., k - 1 : k] if k < logits.shape[-1] else None
+        return logits if kth is None else tf.where(logits > kth, logits, float("-inf"))
+
+    def top_p_without_crossing(logits, p):
+        above = oracles.mass_strictly_above(np.asarray(logits))
+        return tf.where(above + tf.nn.softmax(logits).numpy() < p, logits, float("-inf"))
+
+    broken = namespace("samplers", top_k_filter=strict_top_k, top_p_filter=top_p_without_crossing)
+    assert run(find("top_k_filter keeps"), fixtures, samplers=broken) is not None
+    assert run(find("top_p_filter keeps"), fixtures, samplers=broken) is not None
+
+
+# ---------------------------------------------------------------------------------------------------- rnn / lstm
+def test_broken_cells_fail(fixtures: dict) -> None:
+    import keras
+
+    rnn = fixtures_module.REFERENCE.module("rnn")
+    lstm = fixtures_module.REFERENCE.module("lstm")
+
+    class NoRecurrence(rnn.RNNCell):
+        def call(self, inputs, states):
+            h = keras.ops.tanh(keras.ops.matmul(inputs, self.kernel) + self.bias)
+            return h, [h]
+
+    class ZeroForgetBias(lstm.LSTMCell):
+        def build(self, input_shape):
+            super().build(input_shape)
+            self.bias.assign(keras.ops.zeros_like(self.bias))
+
+    assert run(find("RNNCell.call matches"), fixtures, rnn=namespace("rnn", RNNCell=NoRecurrence)) is not None
+    assert run(find("RNNCell inside"), fixtures, rnn=namespace("rnn", RNNCell=NoRecurrence)) is not None
+    assert run(find("LSTMCell creates"), fixtures, lstm=namespace("lstm", LSTMCell=ZeroForgetBias)) is not None
+
+
+def test_broken_language_models_fail(fixtures: dict) -> None:
+    rnn = fixtures_module.REFERENCE.module("rnn")
+
+    class Stateless(rnn.RNNLanguageModel):
+        def step(self, tokens, state=None):
+            return super().step(tokens, None)
+
+    broken = namespace("rnn", RNNLanguageModel=Stateless)
+    assert run(find("RNNLanguageModel.step carries"), fixtures, rnn=broken) is not None
+
+
+# ---------------------------------------------------------------------------------------------------- transformer
+def test_broken_transformers_fail(fixtures: dict) -> None:
+    import keras
+
+    ref = fixtures_module.REFERENCE.module("transformer")
+
+    class Reversed(ref.TransformerLanguageModel):
+        """Reads the sequence backwards: future tokens leak into earlier logits."""
+
+        def call(self, tokens, training=False):
+            return super().call(tokens[:, ::-1], training=training)[:, ::-1]
+
+    class Constant(ref.TransformerLanguageModel):
+        def call(self, tokens, training=False):
+            return keras.ops.zeros(tuple(tokens.shape) + (self.token_embedding.input_dim,))
+
+    class ReversedAttention(ref.MultiHeadSelfAttention):
+        def call(self, x, training=False, cache=None):
+            return super().call(x[:, ::-1], training=training)[:, ::-1]
+
+    class NoCache(ref.TransformerLanguageModel):
+        def step(self, tokens, state=None):
+            return self(tokens), None
+
+    def unmasked(q, k, v, mask=None):
+        return ref.scaled_dot_product_attention(q, k, v, None)
+
+    model_causality = find("TransformerLanguageModel is causal")
+    assert run(model_causality, fixtures, transformer=namespace("transformer",
+                                                                 TransformerLanguageModel=Reversed)) is not None
+    assert run(model_causality, fixtures, transformer=namespace("transformer",
+                                                                 TransformerLanguageModel=Constant)) is not None
+    assert run(find("TransformerLanguageModel ties"), fixtures,
+               transformer=namespace("transformer", TransformerLanguageModel=Constant)) is not None
+    attention_broken = namespace("transformer", MultiHeadSelfAttention=ReversedAttention)
+    assert run(find("MultiHeadSelfAttention is causal"), fixtures, transformer=attention_broken) is not None
+    assert run(find("MultiHeadSelfAttention equals"), fixtures, transformer=attention_broken) is not None
+    assert run(find("TransformerLanguageModel.step with"), fixtures,
+               transformer=namespace("transformer", TransformerLanguageModel=NoCache)) is not None
+    assert run(find("scaled_dot_product_attention"), fixtures,
+               transformer=namespace("transformer", scaled_dot_product_attention=unmasked)) is not None
+
+
+# ---------------------------------------------------------------------------------------------------- train
+def test_broken_training_fails(fixtures: dict) -> None:
+    import keras
+    import tensorflow as tf
+
+    ref = fixtures_module.REFERENCE.module("train")
+
+    def no_update(model, optimizer, inputs, labels, clip_norm=None):
+        with tf.GradientTape() as tape:
+            loss = ref.sequence_loss(labels, model(inputs, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        return {"loss": loss, "grad_norm": tf.linalg.global_norm(grads)}
+
+    def clip_per_variable(model, optimizer, inputs, labels, clip_norm=None):
+        with tf.GradientTape() as tape:
+            loss = ref.sequence_loss(labels, model(inputs, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        norm = tf.linalg.global_norm(grads)
+        if clip_norm is not None:
+            grads = [tf.clip_by_norm(tf.convert_to_tensor(g), clip_norm) for g in grads]
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=False))
+        return {"loss": loss, "grad_norm": norm}
+
+    def mean_of_batch_means(model, dataset, max_batches=None):
+        losses = [float(ref.sequence_loss(y, model(x))) for x, y in dataset.take(max_batches or -1)]
+        return {"loss": float(np.mean(losses)), "perplexity": float(np.exp(np.mean(losses)))}
+
+    def unscaled_loss(labels, logits):
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+        return loss(labels, logits)
+
+    assert run(find("train_step lowers"), fixtures, train=namespace("train", train_step=no_update)) is not None
+    assert run(find("train_step with clip_norm"), fixtures,
+               train=namespace("train", train_step=clip_per_variable)) is not None
+    assert run(find("evaluate returns"), fixtures, train=namespace("train", evaluate=mean_of_batch_means)) is not None
+    broken_loss = namespace("train", sequence_loss=unscaled_loss)
+    assert run(find("sequence_loss equals"), fixtures, train=broken_loss) is not None
+
+
+# ---------------------------------------------------------------------------------------------------- preprocess
+def test_broken_preprocessing_fails(fixtures: dict) -> None:
+    ref = fixtures_module.REFERENCE.module("preprocess")
+
+    class LargestPairFirst(ref.BPETokenizer):
+        """Breaks count ties by the largest pair instead of the smallest."""
+
+        @classmethod
+        def train(cls, text, vocab_size):
+            tokenizer = ref.BPETokenizer.train(text, vocab_size)
+            tokenizer.merges = _bpe_largest_tie(ref.pretokenize(text), vocab_size)
+            return tokenizer
+
+    def unshifted(ids, context_length, stride=None):
+        inputs, _ = ref.make_windows(ids, context_length, stride)
+        return inputs, inputs.copy()
+
+    def unseeded(inputs, labels, batch_size, shuffle=True, seed=0, drop_remainder=True):
+        return ref.make_dataset(inputs, labels, batch_size, shuffle, int(np.random.randint(1 << 30)), drop_remainder)
+
+    assert run(find("BPETokenizer.train learns"), fixtures,
+               preprocess=namespace("preprocess", BPETokenizer=LargestPairFirst)) is not None
+    assert run(find("make_windows"), fixtures, preprocess=namespace("preprocess", make_windows=unshifted)) is not None
+    assert run(find("make_dataset shuffles"), fixtures,
+               preprocess=namespace("preprocess", make_dataset=unseeded)) is not None
+
+
+def _bpe_largest_tie(chunks, vocab_size):
+    from collections import Counter
+
+    words = [[list(c.encode("utf-8")), f] for c, f in Counter(chunks).items()]
+    merges = []
+    while 256 + len(merges) < vocab_size:
+        counts = Counter()
+        for ids, f in words:
+            for pair in zip(ids, ids[1:], strict=False):
+                counts[pair] += f
+        if not counts:
+            break
+        best = max(counts, key=lambda pair: (counts[pair], pair))
+        merges.append(best)
+        for word in words:
+            word[0] = oracles._merge(word[0], best, 255 + len(merges))
+    return merges
