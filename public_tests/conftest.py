@@ -1,0 +1,52 @@
+"""Fixtures of the public tests: each part's module of the package under test.
+
+The package is `stencil` (your code) unless the environment variable LM_PACKAGE names another one. Run the tests from
+the folder that contains `stencil/`:
+
+    python -m pytest public_tests
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+PACKAGE = os.environ.get("LM_PACKAGE", "stencil")
+
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(f"{PACKAGE}.{name}")
+
+
+@pytest.fixture(scope="session")
+def preprocess() -> ModuleType:
+    return _module("preprocess")
+
+
+@pytest.fixture(scope="session")
+def rnn() -> ModuleType:
+    return _module("rnn")
+
+
+@pytest.fixture(scope="session")
+def lstm() -> ModuleType:
+    return _module("lstm")
+
+
+@pytest.fixture(scope="session")
+def samplers() -> ModuleType:
+    return _module("samplers")
+
+
+@pytest.fixture(scope="session")
+def transformer() -> ModuleType:
+    return _module("transformer")
+
+
+@pytest.fixture(scope="session")
+def train() -> ModuleType:
+    return _module("train")

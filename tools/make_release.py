@@ -1,0 +1,91 @@
+"""Build the student release `dist/student.zip`.
+
+    python -m tools.make_release [--out dist/student.zip]
+
+The zip holds one folder, `lm-assignment/`, with exactly what the handout's "What you get" section lists: the handout
+and its figures, the starter package `stencil/`, the public tests, requirements.txt, the corpus preparation script
+`data/prepare.py` and the prepared splits `data/splits/*.txt` (written with `python -m data.prepare` first when they are
+missing). The reference solution, the autograder, the kit's tests and these tools are never included. The stencil must
+be in sync with the reference (`python -m tools.make_stencil --check`), otherwise the build stops.
+
+Entries are written in sorted order with a fixed timestamp, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from . import make_stencil
+
+ROOT = Path(__file__).resolve().parent.parent
+TOP = "lm-assignment"
+SPLITS = ("train", "valid", "test")
+_FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+def _files(directory: Path, pattern: str) -> list[Path]:
+    return sorted(p for p in directory.glob(pattern) if p.is_file() and "__pycache__" not in p.parts)
+
+
+def release_files(root: Path = ROOT, splits_dir: Path | None = None) -> dict[str, Path]:
+    """Map each archive name (below TOP/) to the file it is read from."""
+    splits_dir = splits_dir or root / "data" / "splits"
+    files = {"handout.md": root / "handout.md", "requirements.txt": root / "requirements.txt"}
+    files["data/prepare.py"] = root / "data" / "prepare.py"
+    for split in SPLITS:
+        files[f"data/splits/{split}.txt"] = splits_dir / f"{split}.txt"
+    for folder, pattern in (("figures", "*.png"), ("stencil", "**/*.py"), ("public_tests", "*.py")):
+        for path in _files(root / folder, pattern):
+            files[path.relative_to(root).as_posix()] = path
+    missing = [name for name, path in files.items() if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"cannot build the release, missing: {', '.join(missing)}")
+    return dict(sorted(files.items()))
+
+
+def prepare_splits(root: Path = ROOT) -> None:
+    """Write data/splits/*.txt with the kit's corpus preparation when any split is missing."""
+    splits_dir = root / "data" / "splits"
+    if all((splits_dir / f"{split}.txt").is_file() for split in SPLITS):
+        return
+    subprocess.run([sys.executable, "-m", "data.prepare", "--out", str(splits_dir)], cwd=root, check=True)
+
+
+def build_release(out: Path, root: Path = ROOT, splits_dir: Path | None = None) -> list[str]:
+    """Write the student zip to `out`; returns the archive names."""
+    problems = make_stencil.drifted(root / make_stencil.SOURCE_PACKAGE, root / make_stencil.TARGET_PACKAGE)
+    if problems:
+        raise RuntimeError(f"stencil/ is out of date ({', '.join(problems)}): run python -m tools.make_stencil")
+    files = release_files(root, splits_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = []
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, path in files.items():
+            info = zipfile.ZipInfo(f"{TOP}/{name}", date_time=_FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, path.read_bytes())
+            names.append(info.filename)
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.make_release", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "dist" / "student.zip", help="zip to write")
+    args = parser.parse_args(argv)
+    try:
+        prepare_splits()
+        names = build_release(args.out)
+    except (FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"make_release: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({len(names)} files)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
