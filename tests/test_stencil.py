@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import os
 import subprocess
 import sys
 import textwrap
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -292,3 +295,53 @@ def test_cli_reports_malformed_markers_and_exits_non_zero(tmp_path):
     )
     assert run.returncode == 1
     assert run.stderr.strip() == "ref/bad.py:3: END SOLUTION without a matching BEGIN SOLUTION"
+
+
+# --- the generated stencil/ package --------------------------------------------------------------------------------
+
+MARKERS = make_stencil.collect_markers(ROOT / "assignment")
+STENCIL_MODULES = sorted(p.stem for p in (ROOT / "stencil").glob("*.py") if p.stem != "__init__")
+
+
+def test_stencil_is_in_sync_with_the_reference():
+    assert make_stencil.drifted(ROOT / "assignment", ROOT / "stencil") == [], "run python -m tools.make_stencil"
+
+
+def test_every_part_has_todos_and_every_stencil_module_imports():
+    assert {m.part for m in MARKERS} == {1, 2, 3, 4, 5}
+    for name in STENCIL_MODULES:
+        importlib.import_module(f"stencil.{name}")
+
+
+def test_train_command_line_help_works_on_the_stencil():
+    run = subprocess.run(
+        [sys.executable, "-m", "stencil.train", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "usage:" in run.stdout and "--model" in run.stdout
+
+
+def _public_tests(package: str, tmp_path: Path) -> list[ET.Element]:
+    report = tmp_path / f"{package}.xml"
+    env = {**os.environ, "LM_PACKAGE": package, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, "-m", "pytest", "public_tests", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
+    subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return ET.parse(report).getroot().findall(".//testcase")
+
+
+def test_public_tests_pass_on_the_reference_and_fail_with_the_todo_on_the_stencil(tmp_path):
+    reference = _public_tests("assignment", tmp_path)
+    assert len(reference) >= 15
+    for case in reference:
+        assert not list(case), f"{case.get('name')} does not pass on the reference: {ET.tostring(case, 'unicode')}"
+    stencil = _public_tests("stencil", tmp_path)
+    assert sorted(c.get("name") for c in stencil) == sorted(c.get("name") for c in reference)
+    for case in stencil:
+        failure = case.find("failure")
+        assert failure is not None, f"{case.get('name')} does not fail on the untouched stencil"
+        assert "NotImplementedError: TODO(part " in failure.get("message", ""), failure.get("message")
