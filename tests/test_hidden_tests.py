@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from autograder.registry import ALL_TESTS, TestFailure
+from autograder.registry import ALL_TESTS
+from autograder.registry import TestFailure as Failure
 
 from autograder import fixtures as fixtures_module
 from autograder.hidden import oracles
@@ -65,7 +66,7 @@ class FakeContext:
         try:
             reply = fn(self.sub, **plain(kwargs, probe))
         except Exception as exc:  # the real worker turns this into a ProbeError, which fails the test
-            raise TestFailure(f"{type(exc).__name__}: {exc}") from exc
+            raise Failure(f"{type(exc).__name__}: {exc}") from exc
         return plain(reply, f"reply of {probe}")
 
 
@@ -74,7 +75,7 @@ def fixtures() -> dict:
     return fixtures_module.build_fixtures(SEED)
 
 
-def tests_of(part: str) -> list:
+def part_tests(part: str) -> list:
     return [t for t in ALL_TESTS if t.part == part]
 
 
@@ -83,7 +84,7 @@ def run(test, fixtures: dict, **replaced: Any) -> str | None:
     ctx = FakeContext(fixtures, Submission(**replaced))
     try:
         result = test.fn(ctx)
-    except TestFailure as exc:
+    except Failure as exc:
         return str(exc) or "failed"
     assert result is None or 0.0 <= result <= 1.0
     return None if result in (None, 1.0) else f"partial credit {result}"
@@ -143,7 +144,7 @@ def test_reference_passes(test, fixtures: dict) -> None:
 
 def test_every_part_has_tests_with_positive_weights() -> None:
     for part in ("preprocess", "rnn", "lstm", "samplers", "transformer", "train"):
-        assert tests_of(part) and all(t.weight > 0 for t in tests_of(part)), part
+        assert part_tests(part) and all(t.weight > 0 for t in part_tests(part)), part
     names = [t.name for t in ALL_TESTS]
     assert len(names) == len(set(names))
 
@@ -163,7 +164,7 @@ def test_sampler_design_detects_the_classic_bugs(fixtures: dict) -> None:
         for bug, q in mutants.items():
             assert oracles.miss_probability(probs, q, NUM_DRAWS, ALPHA, MIN_EXPECTED) < 1e-9, (name, bug)
             for counts in rng.multinomial(NUM_DRAWS, q, size=20):
-                with pytest.raises(TestFailure) if (q[probs == 0] > 0).any() else _no_raise():
+                with pytest.raises(Failure) if (q[probs == 0] > 0).any() else _no_raise():
                     assert goodness_of_fit(counts, probs, MIN_EXPECTED) < ALPHA, (name, bug)
         p_values = [goodness_of_fit(c, probs, MIN_EXPECTED) for c in rng.multinomial(NUM_DRAWS, probs, size=200)]
         assert min(p_values) > ALPHA and 0.3 < np.mean(p_values) < 0.7, name

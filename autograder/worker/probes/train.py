@@ -10,16 +10,20 @@ from .registry import probe
 
 
 class TinyLanguageModel:
-    """Embedding(V, 8) -> Dense(V): logits [B, T, V] float32 for tokens [B, T] int32 (a keras.Model)."""
+    """one_hot(tokens) -> Dense(8, tanh) -> Dense(V): logits [B, T, V] float32 for tokens [B, T] int32.
+
+    One-hot inputs instead of an Embedding keep every gradient dense, so the global gradient norm does not depend on
+    how IndexedSlices with repeated rows are reduced.
+    """
 
     @staticmethod
     def build(vocab_size: int, seed: int):
         import keras
 
         seed_everything(seed)
-        model = keras.Sequential([keras.layers.Embedding(vocab_size, 8), keras.layers.Dense(vocab_size)])
-        model.build((None, None))
-        return model
+        tokens = keras.Input((None,), dtype="int32")
+        hidden = keras.layers.Dense(8, activation="tanh")(keras.ops.one_hot(tokens, vocab_size))
+        return keras.Model(tokens, keras.layers.Dense(vocab_size)(hidden))
 
 
 def _loss(model, x, y) -> float:
