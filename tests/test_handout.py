@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -132,3 +133,14 @@ def test_commands_in_the_handout_name_real_modules_and_options():
         raise AssertionError(f"the handout runs an unexpected module: {module}")
     for module in {m for m, _ in commands if m.startswith("stencil.")}:
         assert (ROOT / "stencil" / (module.split(".", 1)[1] + ".py")).is_file(), module
+
+
+def test_points_table_matches_the_autograder_configuration():
+    rows = dict(re.findall(r"^\| `(\w+)` \| [^|]+ \| (\w+) \|$", HANDOUT, flags=re.M))
+    assert set(rows) >= {"preprocess", "rnn", "lstm", "samplers", "transformer", "train"}
+    config = ROOT / "autograder" / "points.json"
+    if not config.is_file():  # not configured yet: the handout must not invent numbers
+        assert set(rows.values()) == {"TBD"}
+        return
+    points = {part: value for part, value in json.loads(config.read_text()).items() if value}
+    assert {part: float(value) for part, value in rows.items()} == {p: float(v) for p, v in points.items()}
