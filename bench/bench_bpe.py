@@ -1,0 +1,75 @@
+"""BPE training and encoding speed on a real corpus, and the gain of incremental pair counts over a full recount.
+
+    python bench/bench_bpe.py [--text ../shared/bench/tinyshakespeare.txt] [--vocab-size 1024] [--chars 300000]
+
+Prints seconds for `BPETokenizer.train` (incremental pair counts, the reference) and for a naive trainer that recounts
+every pair after each merge (the textbook version), checks that both learn the same merges, then prints encode and
+decode throughput and the compression (characters per token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from assignment.preprocess import BPETokenizer, merge_pair, pretokenize  # noqa: E402
+
+DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "bench" / "tinyshakespeare.txt"
+
+
+def naive_train(text: str, vocab_size: int) -> list[tuple[int, int]]:
+    """The same merges as BPETokenizer.train, recounting every pair of every chunk after each merge."""
+    chunks = Counter(pretokenize(text))
+    words = {chunk: list(chunk.encode("utf-8")) for chunk in chunks}
+    merges = []
+    while 256 + len(merges) < vocab_size:
+        counts: Counter = Counter()
+        for chunk, ids in words.items():
+            for pair in zip(ids, ids[1:], strict=False):
+                counts[pair] += chunks[chunk]
+        if not counts:
+            break
+        best = min(counts, key=lambda pair: (-counts[pair], pair))
+        merges.append(best)
+        words = {chunk: merge_pair(ids, best, 255 + len(merges)) for chunk, ids in words.items()}
+    return merges
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--text", type=Path, default=DEFAULT_TEXT)
+    parser.add_argument("--vocab-size", type=int, default=1024)
+    parser.add_argument("--chars", type=int, default=300_000, help="train on the first CHARS characters")
+    args = parser.parse_args()
+    text = args.text.read_text(encoding="utf-8")[: args.chars]
+    print(f"corpus: {len(text):,} characters of {args.text.name}, vocab_size {args.vocab_size}")
+
+    start = time.perf_counter()
+    tokenizer = BPETokenizer.train(text, args.vocab_size)
+    incremental = time.perf_counter() - start
+    print(f"train (incremental counts): {incremental:7.2f} s")
+    start = time.perf_counter()
+    merges = naive_train(text, args.vocab_size)
+    naive = time.perf_counter() - start
+    print(f"train (full recount):       {naive:7.2f} s   speed-up x{naive / incremental:.1f}")
+    print(f"same merges: {merges == tokenizer.merges}")
+
+    start = time.perf_counter()
+    ids = tokenizer.encode(text)
+    encode = time.perf_counter() - start
+    start = time.perf_counter()
+    assert tokenizer.decode(ids) == text
+    decode = time.perf_counter() - start
+    print(f"encode: {len(text) / encode / 1e6:6.2f} M characters/s   "
+          f"decode: {len(text) / decode / 1e6:6.2f} M characters/s")
+    print(f"compression: {len(text) / len(ids):.2f} characters per token")
+
+
+if __name__ == "__main__":
+    main()
