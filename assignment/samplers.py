@@ -164,8 +164,8 @@ def generate(
         _check_p(top_p)
     unbatched = ids.shape.rank == 1
     ids = tf.cast(ids[None, :] if unbatched else ids, tf.int32)
-    context_length = getattr(model, "context_length", None)
     # BEGIN SOLUTION (part 3): Step the prompt once, then sample and feed back one token at a time (seed [seed, s]).
+    context_length = getattr(model, "context_length", None)
     if max_new_tokens > 0:
         window = ids if context_length is None else ids[:, -context_length:]
         logits, state = model.step(window)
