@@ -340,6 +340,26 @@ def test_generate_draws_step_s_with_the_seed_pair_seed_s():
     np.testing.assert_array_equal(ids, again)
 
 
+def test_generate_with_the_transformer_cache_matches_recomputing_the_window():
+    transformer = pytest.importorskip("assignment.transformer")
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = transformer.TransformerLanguageModel(vocab_size=11, context_length=6, d_model=16, num_heads=2,
+                                                 num_layers=1)
+    prompt = np.array([[1, 2, 3], [4, 5, 6]], np.int32)
+    ids = samplers.generate(model, prompt, max_new_tokens=7, temperature=1.0, seed=3).numpy()
+    # Recompute every step from scratch (no cache) on the window the handout's rule gives: the whole sequence while
+    # it fits in 6 positions (tokens 0..3), then after each restart the last 5 tokens, then those 5 plus one.
+    seq = prompt
+    for s in range(7):
+        window = seq if seq.shape[1] <= 6 else seq[:, -(5 if (seq.shape[1] - 6) % 2 else 6):]
+        logits = model(tf.constant(window))[:, -1, :]
+        next_ids = samplers.sample(logits, temperature=1.0, seed=tf.constant([3, s])).numpy()
+        seq = np.concatenate([seq, next_ids[:, None]], axis=1)
+    np.testing.assert_array_equal(ids, seq)
+
+
 # ------------------------------------------------------------------------------------------------ invalid arguments
 LOGITS = np.array([[0.5, 1.0, -1.0]], np.float32)
 
