@@ -21,14 +21,14 @@ def _check_logits(logits: tf.Tensor) -> tf.Tensor:
     return logits
 
 
-def _check_k(k: int) -> None:
+def _check_k(k: int, name: str = "k") -> None:
     if isinstance(k, bool) or int(k) != k or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        raise ValueError(f"{name} must be an integer >= 1, got {k!r}")
 
 
-def _check_p(p: float) -> None:
+def _check_p(p: float, name: str = "p") -> None:
     if not 0.0 < p <= 1.0:
-        raise ValueError(f"p must lie in (0, 1], got {p!r}")
+        raise ValueError(f"{name} must lie in (0, 1], got {p!r}")
 
 
 def _check_temperature(temperature: float) -> None:
@@ -115,9 +115,9 @@ def sample(
     logits = _check_logits(logits)
     _check_temperature(temperature)
     if top_k is not None:
-        _check_k(top_k)
+        _check_k(top_k, "top_k")
     if top_p is not None:
-        _check_p(top_p)
+        _check_p(top_p, "top_p")
     seed = _seed_pair(seed)
     # BEGIN SOLUTION (part 3): Greedy at temperature 0, else temperature -> top-k -> top-p -> stateless_categorical.
     if temperature == 0.0:
@@ -159,9 +159,9 @@ def generate(
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
     _check_temperature(temperature)
     if top_k is not None:
-        _check_k(top_k)
+        _check_k(top_k, "top_k")
     if top_p is not None:
-        _check_p(top_p)
+        _check_p(top_p, "top_p")
     unbatched = ids.shape.rank == 1
     ids = tf.cast(ids[None, :] if unbatched else ids, tf.int32)
     # BEGIN SOLUTION (part 3): Step the prompt once, then sample and feed back one token at a time (seed [seed, s]).
