@@ -280,8 +280,9 @@ class CheckpointPolicy:
 def training_batches(ids: np.ndarray, context_length: int, batch_size: int, seed: int) -> tf.data.Dataset:
     """Endless (inputs [B, T], labels [B, T]) int32 batches of the windows of `ids`, in a new order every epoch.
 
-    The shuffle runs over window indices, not windows: the data iterator is saved with every checkpoint, and a shuffle
-    buffer of windows would copy the whole training set into each one.
+    Epoch e visits the windows in the order of a stateless shuffle seeded with (seed, e) and drops its last partial
+    batch. Batch number k is a pure function of k, so the data iterator, which every checkpoint saves, holds just a
+    counter (a shuffle buffer would copy the training set into each checkpoint).
     """
     from .preprocess import make_windows
 
@@ -290,9 +291,15 @@ def training_batches(ids: np.ndarray, context_length: int, batch_size: int, seed
         raise ValueError(f"the train split has only {len(inputs)} windows of {context_length} tokens, fewer than "
                          f"--batch-size {batch_size}: use a longer text or a smaller --context-length/--batch-size")
     inputs, labels = tf.constant(inputs), tf.constant(labels)
-    order = tf.data.Dataset.range(len(inputs)).shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
-    batches = order.repeat().batch(batch_size, drop_remainder=True)
-    return batches.map(lambda i: (tf.gather(inputs, i), tf.gather(labels, i))).prefetch(2)
+    batches_per_epoch = len(inputs) // batch_size
+
+    def batch(k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        epoch, position = k // batches_per_epoch, k % batches_per_epoch
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(inputs)), seed=tf.stack([seed, epoch]))
+        chosen = order[position * batch_size : (position + 1) * batch_size]
+        return tf.gather(inputs, chosen), tf.gather(labels, chosen)
+
+    return tf.data.Dataset.range(np.iinfo(np.int64).max).map(batch).prefetch(2)
 
 
 def validation_batches(ids: np.ndarray, context_length: int, batch_size: int) -> tf.data.Dataset:
