@@ -10,6 +10,8 @@ Shapes: B batch, T new positions, S cached positions, H heads, hd = d_model / H 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import tensorflow as tf
 
@@ -107,7 +109,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.dropout_rate = _check_dropout(dropout)
         self.dropout = keras.layers.Dropout(self.dropout_rate)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        """Create the projection kernels and biases (names and shapes above) for inputs [B, T, d_model]."""
         if input_shape[-1] != self.d_model:
             raise ValueError(f"x must have d_model = {self.d_model} features, got shape {tuple(input_shape)}")
         d, h, hd = self.d_model, self.num_heads, self.head_dim
@@ -121,7 +124,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.output_kernel = self.add_weight(name="output_kernel", shape=(h, hd, d), initializer=init)
         self.output_bias = self.add_weight(name="output_bias", shape=(d,), initializer="zeros")
 
-    def call(self, x, cache=None, training=False):
+    def call(
+        self, x: tf.Tensor, cache: dict[str, tf.Tensor] | None = None, training: bool = False
+    ) -> tf.Tensor | tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """y [B, T, d_model] from x [B, T, d_model]; with a cache {"key", "value": [B, H, S, hd]}, (y, new_cache).
 
         Project x to q, k, v [B, T, H, hd] (einsum with the kernels, plus the biases) and split the heads
@@ -148,6 +153,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         # END SOLUTION
 
     def get_config(self) -> dict:
+        """The constructor arguments, so that `from_config(layer.get_config())` rebuilds the layer."""
         return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
                 "dropout": self.dropout_rate}
 
@@ -161,7 +167,7 @@ class TransformerBlock(keras.layers.Layer):
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, **kwargs):
         """A block of width d_model with num_heads attention heads and dropout on both residual branches."""
         super().__init__(**kwargs)
-        self.attention = MultiHeadSelfAttention(d_model, num_heads, dropout, name="attention")
+        self.attention = MultiHeadSelfAttention(d_model, num_heads, dropout, name="attention")  # checks the arguments
         self.d_model, self.num_heads, self.dropout_rate = d_model, num_heads, self.attention.dropout_rate
         self.norm1 = keras.layers.LayerNormalization(epsilon=1e-5, name="norm1")
         self.norm2 = keras.layers.LayerNormalization(epsilon=1e-5, name="norm2")
@@ -169,14 +175,17 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_output = keras.layers.Dense(d_model, name="mlp_output")
         self.dropout = keras.layers.Dropout(dropout)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        """Build the sublayers for inputs [B, T, d_model]."""
         self.norm1.build(input_shape)
         self.attention.build(input_shape)
         self.norm2.build(input_shape)
         self.mlp_hidden.build(input_shape)
         self.mlp_output.build((*input_shape[:-1], 4 * self.d_model))
 
-    def call(self, x, cache=None, training=False):
+    def call(
+        self, x: tf.Tensor, cache: dict[str, tf.Tensor] | None = None, training: bool = False
+    ) -> tf.Tensor | tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """x [B, T, d_model] -> [B, T, d_model]; with a cache (as MultiHeadSelfAttention), (output, new_cache)."""
         # BEGIN SOLUTION (part 4): Apply the attention and MLP residual branches (pre-LN, dropout on each branch).
         attended = self.attention(self.norm1(x), cache=cache, training=training)
@@ -188,6 +197,7 @@ class TransformerBlock(keras.layers.Layer):
         # END SOLUTION
 
     def get_config(self) -> dict:
+        """The constructor arguments, so that `from_config(layer.get_config())` rebuilds the layer."""
         return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
                 "dropout": self.dropout_rate}
 
@@ -217,15 +227,16 @@ class TransformerLanguageModel(keras.Model):
     ):
         """A language model over vocab_size tokens seeing at most context_length positions."""
         super().__init__(**kwargs)
-        for name, value in (("vocab_size", vocab_size), ("context_length", context_length), ("d_model", d_model),
-                            ("num_heads", num_heads), ("num_layers", num_layers)):
-            _check_positive_int(value, name)
+        self.vocab_size = _check_positive_int(vocab_size, "vocab_size")
+        self.context_length = _check_positive_int(context_length, "context_length")
+        self.d_model = _check_positive_int(d_model, "d_model")
+        self.num_heads = _check_positive_int(num_heads, "num_heads")
+        self.num_layers = _check_positive_int(num_layers, "num_layers")
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         if positional not in POSITIONAL_KINDS:
             raise ValueError(f"positional must be one of {POSITIONAL_KINDS}, got {positional!r}")
-        self.vocab_size, self.context_length, self.d_model = vocab_size, context_length, d_model
-        self.num_heads, self.num_layers, self.positional = num_heads, num_layers, positional
+        self.positional = positional
         self.dropout_rate = _check_dropout(dropout)
         init = keras.initializers.RandomNormal(stddev=d_model**-0.5)  # initial logits h E^T of unit scale
         self.token_embedding = keras.layers.Embedding(vocab_size, d_model, embeddings_initializer=init,
@@ -237,7 +248,8 @@ class TransformerLanguageModel(keras.Model):
         self.blocks = [TransformerBlock(d_model, num_heads, dropout, name=f"block_{i}") for i in range(num_layers)]
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        """Build the sublayers and create output_bias [V] for tokens [B, T]."""
         hidden_shape = (*input_shape, self.d_model)
         self.token_embedding.build(input_shape)
         if self.position_embedding is not None:
@@ -253,22 +265,26 @@ class TransformerLanguageModel(keras.Model):
             return self.position_embedding(tf.range(start, start + length))
         return positional_encoding(self.context_length, self.d_model)[start : start + length]
 
-    def _check_tokens(self, tokens, start: int = 0) -> None:
-        if len(tokens.shape) != 2:
-            raise ValueError(f"tokens must be [B, T] token ids, got shape {list(tokens.shape)}")
+    def _check_tokens(self, tokens: tf.Tensor, start: int = 0) -> tf.Tensor:
+        """tokens as int32 [B, T]; ValueError unless integer ids of rank 2 with start + T <= context_length."""
+        tokens = tf.convert_to_tensor(tokens)
+        if not tokens.dtype.is_integer:
+            raise ValueError(f"tokens must be integer token ids, got dtype {tokens.dtype.name}")
+        if tokens.shape.rank != 2:
+            raise ValueError(f"tokens must have rank 2 [B, T], got shape {tokens.shape}")
         length = tokens.shape[1]
         if length is not None and start + length > self.context_length:
             where = f"{start} cached + {length} new" if start else f"{length}"
             raise ValueError(f"tokens: {where} positions exceed context_length = {self.context_length}")
+        return tf.cast(tokens, tf.int32)
 
-    def call(self, tokens, training=False):
+    def call(self, tokens: tf.Tensor, training: bool = False) -> tf.Tensor:
         """logits float32 [B, T, V] for tokens int32 [B, T], T <= context_length.
 
         h = token_embedding(tokens) + positions(0, T), then every block, then final_norm; the logits are
         h E^T + output_bias with E = token_embedding.embeddings (the output layer is tied to the embedding).
         """
-        tokens = tf.convert_to_tensor(tokens)
-        self._check_tokens(tokens)
+        tokens = self._check_tokens(tokens)
         # BEGIN SOLUTION (part 4): Embed tokens and positions, run the blocks and the final LayerNorm, tied logits.
         h = self.token_embedding(tokens) + self.positions(0, tf.shape(tokens)[1])
         for block in self.blocks:
@@ -277,25 +293,27 @@ class TransformerLanguageModel(keras.Model):
         return tf.einsum("btd,vd->btv", h, self.token_embedding.embeddings) + self.output_bias
         # END SOLUTION
 
-    def initial_state(self, batch_size: int) -> dict:
+    def initial_state(self, batch_size: int | tf.Tensor) -> dict:
         """The state before any token: every layer's cache empty ([B, H, 0, hd]) and position 0."""
         empty = tf.zeros([batch_size, self.num_heads, 0, self.d_model // self.num_heads])
         return {"caches": [{"key": empty, "value": empty} for _ in self.blocks], "position": 0}
 
-    def step(self, tokens, state=None):
+    def step(self, tokens: tf.Tensor, state: dict | None = None) -> tuple[tf.Tensor, dict]:
         """Run tokens int32 [B, T] after the prefix cached in `state` (None = empty); returns (logits, new state).
 
         The state is {"caches": one {"key", "value"} cache per block, "position": number of positions seen}. The
         T new tokens get the positions position, ..., position + T - 1; each block attends over its cache and returns
         the longer cache. The logits [B, T, V] equal those of `call` on the whole sequence.
         """
-        tokens = tf.convert_to_tensor(tokens)
+        if state is not None and (not isinstance(state, dict) or set(state) != {"caches", "position"}
+                                  or len(state["caches"]) != len(self.blocks)):
+            raise ValueError("state must be None or the dict {'caches', 'position'} returned by step()")
+        start = 0 if state is None else int(state["position"])
+        tokens = self._check_tokens(tokens, start)
+        if not self.built:
+            self.build(tuple(tokens.shape))
         if state is None:
-            if not self.built:
-                self.build(tuple(tokens.shape))
             state = self.initial_state(tf.shape(tokens)[0])
-        start = int(state["position"])
-        self._check_tokens(tokens, start)
         # BEGIN SOLUTION (part 4): Run the new tokens through the blocks with their caches; return logits and state.
         length = tokens.shape[1]
         h = self.token_embedding(tokens) + self.positions(start, length)
@@ -308,6 +326,7 @@ class TransformerLanguageModel(keras.Model):
         # END SOLUTION
 
     def get_config(self) -> dict:
+        """The constructor arguments, so that `TransformerLanguageModel.from_config(model.get_config())` rebuilds it."""
         return {**super().get_config(), "vocab_size": self.vocab_size, "context_length": self.context_length,
                 "d_model": self.d_model, "num_heads": self.num_heads, "num_layers": self.num_layers,
                 "dropout": self.dropout_rate, "positional": self.positional}
