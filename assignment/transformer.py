@@ -74,7 +74,7 @@ def positional_encoding(length: int, d_model: int) -> tf.Tensor:
     # BEGIN SOLUTION (part 4): Compute the angles pos / 10000^(2i/d_model), then interleave their sin and cos.
     position = tf.range(length, dtype=tf.float64)[:, None]
     even_dims = tf.range(0, d_model, 2, dtype=tf.float64)[None, :]  # 2i
-    angle = position / tf.pow(10000.0, even_dims / d_model)  # [length, ceil(d_model / 2)]
+    angle = position / tf.pow(tf.constant(10000.0, tf.float64), even_dims / d_model)  # [length, ceil(d_model / 2)]
     pairs = tf.stack([tf.sin(angle), tf.cos(angle)], axis=-1)  # [length, ceil(d_model / 2), 2]
     return tf.cast(tf.reshape(pairs, [length, -1])[:, :d_model], tf.float32)
     # END SOLUTION

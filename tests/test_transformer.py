@@ -348,6 +348,14 @@ def test_gradients_reach_every_variable(positional):
         assert float(tf.norm(tf.convert_to_tensor(grad))) > 0.0, name
 
 
+@pytest.mark.parametrize("positional", ["sinusoidal", "learned"])
+def test_model_runs_inside_tf_function_with_unknown_shapes(positional):
+    model = make_model(positional=positional)
+    tokens = np.array([[3, 1, 4, 1, 5], [9, 2, 6, 5, 3]], np.int32)
+    traced = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    np.testing.assert_allclose(traced(tokens), model(tokens), atol=1e-5)
+
+
 def test_dropout_is_only_active_in_training():
     model = make_model(dropout=0.5)
     tokens = np.array([[3, 1, 4, 1, 5, 9, 2, 6]], np.int32)
