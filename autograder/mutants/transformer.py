@@ -1,0 +1,239 @@
+"""Mutants of part 4 (transformer.py): mask, attention, positions, heads, blocks, tied output and the KV cache."""
+
+from __future__ import annotations
+
+from . import Edit, Mutant
+
+M = "transformer"
+MASK = "causal_mask(T) is"
+ATTENTION = "scaled_dot_product_attention:"
+POSITIONS = "positional_encoding(length, d_model)"
+MHA = "MultiHeadSelfAttention equals"
+MHA_CAUSAL = "MultiHeadSelfAttention is causal"
+MODEL_CAUSAL = "TransformerLanguageModel is causal"
+TIED = "TransformerLanguageModel ties"
+KV = "TransformerLanguageModel.step with the KV cache"
+
+NO_ORACLE = ("no hidden test compares a TransformerBlock or the whole model with an oracle: only causality, tying and "
+             "cache consistency are checked, and all three hold for this bug")
+
+EMBED_POSITIONS = "h = self.token_embedding(tokens) + self.positions(0, tf.shape(tokens)[1])"
+STEP_POSITIONS = "h = self.token_embedding(tokens) + self.positions(start, length)"
+
+MUTANTS = [
+    Mutant(
+        "mask-diagonal-excluded",
+        "causal_mask uses j < i, so a position cannot attend to itself",
+        Edit(M, "causal_mask", patch=(("positions[None, :] <= positions[:, None]",
+                                       "positions[None, :] < positions[:, None]"),)),
+        (MASK, MHA),
+    ),
+    Mutant(
+        "mask-upper-triangle",
+        "causal_mask is the upper triangle (j >= i): every position attends to the future",
+        Edit(M, "causal_mask", patch=(("positions[None, :] <= positions[:, None]",
+                                       "positions[None, :] >= positions[:, None]"),)),
+        (MASK, MHA, MHA_CAUSAL, MODEL_CAUSAL),
+    ),
+    Mutant(
+        "mask-after-softmax",
+        "attention zeroes the masked weights after the softmax, so the rows no longer sum to 1",
+        Edit(M, "scaled_dot_product_attention", replacement='''
+            def scaled_dot_product_attention(q, k, v, mask=None):
+                scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(tf.cast(tf.shape(k)[-1], q.dtype))
+                weights = tf.nn.softmax(scores, axis=-1)
+                if mask is not None:
+                    weights = tf.where(tf.cast(mask, tf.bool), weights, 0.0)
+                return tf.matmul(weights, v), weights
+        '''),
+        (ATTENTION, MHA),
+    ),
+    Mutant(
+        "mask-multiplies-scores",
+        "attention multiplies the masked scores by 0 instead of setting them to a large negative value",
+        Edit(M, "scaled_dot_product_attention", replacement='''
+            def scaled_dot_product_attention(q, k, v, mask=None):
+                scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(tf.cast(tf.shape(k)[-1], q.dtype))
+                if mask is not None:
+                    scores = scores * tf.cast(mask, scores.dtype)
+                weights = tf.nn.softmax(scores, axis=-1)
+                return tf.matmul(weights, v), weights
+        '''),
+        (ATTENTION, MHA, MHA_CAUSAL, MODEL_CAUSAL),
+    ),
+    Mutant(
+        "attention-not-scaled",
+        "attention forgets to divide the scores by sqrt(d_k)",
+        Edit(M, "scaled_dot_product_attention", replacement='''
+            def scaled_dot_product_attention(q, k, v, mask=None):
+                scores = tf.matmul(q, k, transpose_b=True)
+                if mask is not None:
+                    scores = tf.where(tf.cast(mask, tf.bool), scores, MASKED_SCORE)
+                weights = tf.nn.softmax(scores, axis=-1)
+                return tf.matmul(weights, v), weights
+        '''),
+        (ATTENTION, MHA),
+    ),
+    Mutant(
+        "attention-scaled-by-dk",
+        "attention divides the scores by d_k instead of sqrt(d_k)",
+        Edit(M, "scaled_dot_product_attention", replacement='''
+            def scaled_dot_product_attention(q, k, v, mask=None):
+                scores = tf.matmul(q, k, transpose_b=True) / tf.cast(tf.shape(k)[-1], q.dtype)
+                if mask is not None:
+                    scores = tf.where(tf.cast(mask, tf.bool), scores, MASKED_SCORE)
+                weights = tf.nn.softmax(scores, axis=-1)
+                return tf.matmul(weights, v), weights
+        '''),
+        (ATTENTION, MHA),
+    ),
+    Mutant(
+        "softmax-over-queries",
+        "attention takes the softmax over the query axis instead of the key axis",
+        Edit(M, "scaled_dot_product_attention", replacement='''
+            def scaled_dot_product_attention(q, k, v, mask=None):
+                scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(tf.cast(tf.shape(k)[-1], q.dtype))
+                if mask is not None:
+                    scores = tf.where(tf.cast(mask, tf.bool), scores, MASKED_SCORE)
+                weights = tf.nn.softmax(scores, axis=-2)
+                return tf.matmul(weights, v), weights
+        '''),
+        (ATTENTION, MHA),
+    ),
+    Mutant(
+        "heads-split-without-transpose",
+        "split_heads reshapes [B, T, H, hd] to [B, H, T, hd] instead of transposing, mixing time and heads",
+        Edit(M, "split_heads", patch=(("return tf.transpose(x, [0, 2, 1, 3])",
+                                       "return tf.reshape(x, tf.gather(tf.shape(x), [0, 2, 1, 3]))"),)),
+        (MHA, MHA_CAUSAL),
+    ),
+    Mutant(
+        "heads-merged-without-transpose",
+        "merge_heads reshapes [B, H, T, hd] to [B, T, H, hd] instead of transposing",
+        Edit(M, "merge_heads", patch=(("return tf.transpose(x, [0, 2, 1, 3])",
+                                       "return tf.reshape(x, tf.gather(tf.shape(x), [0, 2, 1, 3]))"),)),
+        (MHA, MHA_CAUSAL),
+    ),
+    Mutant(
+        "pe-sin-cos-swapped",
+        "positional_encoding puts cos on the even dimensions and sin on the odd ones",
+        Edit(M, "positional_encoding", patch=(("tf.stack([tf.sin(angle), tf.cos(angle)], axis=-1)",
+                                               "tf.stack([tf.cos(angle), tf.sin(angle)], axis=-1)"),)),
+        (POSITIONS,),
+    ),
+    Mutant(
+        "pe-not-interleaved",
+        "positional_encoding concatenates all sines then all cosines instead of interleaving them",
+        Edit(M, "positional_encoding", patch=(("tf.stack([tf.sin(angle), tf.cos(angle)], axis=-1)",
+                                               "tf.concat([tf.sin(angle), tf.cos(angle)], axis=-1)"),)),
+        (POSITIONS,),
+    ),
+    Mutant(
+        "pe-exponent-i",
+        "positional_encoding uses 10000^(i / d_model) instead of 10000^(2i / d_model)",
+        Edit(M, "positional_encoding", patch=(("angle = position / tf.pow(10000.0, even_dims / d_model)",
+                                               "angle = position / tf.pow(10000.0, even_dims / 2 / d_model)"),)),
+        (POSITIONS,),
+    ),
+    Mutant(
+        "positions-missing",
+        "the model adds no positional information to the token embeddings (in call and in step)",
+        (Edit(M, "TransformerLanguageModel.call", patch=((EMBED_POSITIONS, "h = self.token_embedding(tokens)"),)),
+         Edit(M, "TransformerLanguageModel.step", patch=((STEP_POSITIONS, "h = self.token_embedding(tokens)"),))),
+        gap=NO_ORACLE,
+    ),
+    Mutant(
+        "step-positions-restart",
+        "step() gives the new tokens positions 0, 1, ... instead of continuing after the cached prefix",
+        Edit(M, "TransformerLanguageModel.step",
+             patch=((STEP_POSITIONS, "h = self.token_embedding(tokens) + self.positions(0, length)"),)),
+        (KV,),
+    ),
+    Mutant(
+        "post-layer-norm",
+        "the block normalises after each residual sum (post-LN) instead of before each branch (pre-LN)",
+        Edit(M, "TransformerBlock.call", replacement='''
+            def call(self, x, cache=None, training=False):
+                attended = self.attention(x, cache=cache, training=training)
+                if cache is not None:
+                    attended, cache = attended
+                x = self.norm1(x + self.dropout(attended, training=training))
+                x = self.norm2(x + self.dropout(self.mlp_output(self.mlp_hidden(x)), training=training))
+                return x if cache is None else (x, cache)
+        '''),
+        gap=NO_ORACLE,
+    ),
+    Mutant(
+        "attention-residual-missing",
+        "the block replaces x by the attention branch instead of adding it (no residual connection)",
+        Edit(M, "TransformerBlock.call", patch=(("x = x + self.dropout(attended, training=training)",
+                                                 "x = self.dropout(attended, training=training)"),)),
+        gap=NO_ORACLE,
+    ),
+    Mutant(
+        "final-norm-missing",
+        "the model skips the final LayerNorm before the output layer (in call and in step)",
+        (Edit(M, "TransformerLanguageModel.call", patch=(("h = self.final_norm(h)\n", "\n"),)),
+         Edit(M, "TransformerLanguageModel.step", patch=(("self.final_norm(h)", "h"),))),
+        gap=NO_ORACLE,
+    ),
+    Mutant(
+        "embeddings-not-tied",
+        "the model's output layer is its own Dense(V) instead of the token embedding matrix",
+        (Edit(M, "TransformerLanguageModel.__init__", patch=((
+            '        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")',
+            '        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")\n'
+            '        self.lm_head = keras.layers.Dense(vocab_size, use_bias=False, name="lm_head")'),)),
+         Edit(M, "TransformerLanguageModel.call",
+              patch=(('tf.einsum("btd,vd->btv", h, self.token_embedding.embeddings)', "self.lm_head(h)"),)),
+         Edit(M, "TransformerLanguageModel.step", patch=((
+             'tf.einsum("btd,vd->btv", self.final_norm(h), self.token_embedding.embeddings)',
+             "self.lm_head(self.final_norm(h))"),))),
+        (TIED,),
+    ),
+    Mutant(
+        "kv-cache-appends-twice",
+        "the attention layer appends the new keys and values to the cache twice",
+        Edit(M, "MultiHeadSelfAttention.call", patch=(
+            ('return y if cache is None else (y, {"key": k, "value": v})',
+             'return y if cache is None else (y, {"key": tf.concat([k, k[:, :, cached:]], axis=2), '
+             '"value": tf.concat([v, v[:, :, cached:]], axis=2)})'),
+        )),
+        (KV,),
+    ),
+    Mutant(
+        "kv-cache-not-updated",
+        "the attention layer returns the cache it was given instead of the one with the new keys and values",
+        Edit(M, "MultiHeadSelfAttention.call", patch=(
+            ('return y if cache is None else (y, {"key": k, "value": v})', "return y if cache is None else (y, cache)"),
+        )),
+        (KV,),
+    ),
+    Mutant(
+        "kv-cache-mask-first-rows",
+        "with a cache, the new queries take the first T rows of the causal mask instead of the last T",
+        Edit(M, "MultiHeadSelfAttention.call", patch=(
+            ("mask = causal_mask(cached + tf.shape(x)[1])[cached:]",
+             "mask = causal_mask(cached + tf.shape(x)[1])[: tf.shape(x)[1]]"),
+        )),
+        (KV,),
+    ),
+    Mutant(
+        "attention-unmasked",
+        "the attention layer never passes the causal mask, so every position sees the future",
+        Edit(M, "MultiHeadSelfAttention.call", patch=(
+            ("attended, _ = scaled_dot_product_attention(q, k, v, mask)",
+             "attended, _ = scaled_dot_product_attention(q, k, v)"),
+        )),
+        (MHA, MHA_CAUSAL, MODEL_CAUSAL),
+    ),
+    Mutant(
+        "output-projects-first-head-only",
+        "the attention layer projects only the first head with the output kernel",
+        Edit(M, "MultiHeadSelfAttention.call", patch=(
+            ('y = tf.einsum("bthk,hkd->btd", merge_heads(attended), self.output_kernel) + self.output_bias',
+             'y = tf.einsum("btk,kd->btd", merge_heads(attended)[:, :, 0], self.output_kernel[0]) + self.output_bias'),
+        )),
+        (MHA,),
+    ),
+]
