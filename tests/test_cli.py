@@ -1,0 +1,172 @@
+"""The training and generation command lines end to end, on a small text file and tiny models.
+
+`train.main(argv)` and `generate.main(argv)` run in-process: train a few steps, resume, generate, and every kind of bad
+input ends with exit status 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+
+from assignment import generate, train
+
+TINY = {
+    "rnn": ["--embed-dim", "8", "--hidden-dim", "16"],
+    "lstm": ["--embed-dim", "8", "--hidden-dim", "16"],
+    "transformer": ["--d-model", "16", "--num-heads", "2", "--num-layers", "1"],
+}
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "fables.txt"
+    animals = ["fox", "crow", "lion", "mouse", "ant", "grasshopper"]
+    lines = [f"{i}: the {animals[i % 6]} met the {animals[(i * 5 + 1) % 6]} by the river.\n" for i in range(240)]
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def train_args(text_file, out, model="lstm", steps=4, *extra) -> list[str]:
+    return ["--model", model, "--text", str(text_file), "--splits-dir", str(out.parent / "splits"), "--out", str(out),
+            "--steps", str(steps), "--batch-size", "4", "--context-length", "16", "--eval-every", "2",
+            "--eval-batches", "2", "--sample-tokens", "5", "--warmup-steps", "1", *TINY[model], *extra]
+
+
+def checkpoints(directory) -> list[int]:
+    return sorted(int(p.name[len("ckpt-") : -len(".index")]) for p in directory.glob("ckpt-*.index"))
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("model", ["rnn", "lstm", "transformer"])
+def test_train_writes_config_tokenizer_checkpoints_and_logs_then_generate_continues_the_prompt(
+    model, text_file, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    assert train.main(train_args(text_file, out, model)) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == model and config["tokenizer"] == "char" and config["context_length"] == 16
+    characters = sorted(set(text_file.read_text()))
+    assert config["vocab_size"] == len(characters)
+    assert json.loads((out / config["tokenizer_file"]).read_text())["chars"] == characters
+    assert checkpoints(out) == [4] and checkpoints(out / "best")
+    assert list((out / "logs" / "train").glob("events.out.tfevents.*"))
+    assert list((out / "logs" / "valid").glob("events.out.tfevents.*"))
+    capsys.readouterr()
+
+    argv = ["--checkpoint", str(out), "--prompt", "3: the", "--max-new-tokens", "12", "--seed", "1"]
+    assert generate.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("3: the") and len(printed) == len("3: the") + 12 + 1  # one character per token + "\n"
+    assert generate.main(argv) == 0 and capsys.readouterr().out == printed  # same seed, same text
+
+
+def test_running_the_same_command_again_resumes_from_the_latest_checkpoint(text_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(train_args(text_file, out, "lstm", 4, "--checkpoint-every", "3")) == 0
+    assert checkpoints(out) == [3, 4]
+    capsys.readouterr()
+    assert train.main(train_args(text_file, out, "lstm", 7, "--checkpoint-every", "3")) == 0
+    assert "resumed at step 4" in capsys.readouterr().out
+    assert checkpoints(out) == [4, 6, 7]  # the fourth save drops the oldest (--keep 3)
+    assert train.main(train_args(text_file, out, "lstm", 7)) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_bpe_tokenizer_run(text_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(train_args(text_file, out, "lstm", 2, "--tokenizer", "bpe", "--vocab-size", "270")) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["tokenizer"] == "bpe" and config["vocab_size"] == 270
+    capsys.readouterr()
+    assert generate.main(["--checkpoint", str(out), "--prompt", "the fox", "--max-new-tokens", "3"]) == 0
+    assert capsys.readouterr().out.startswith("the fox")
+
+
+def test_help_lists_the_options():
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--help"])
+    assert exit_info.value.code == 0
+
+
+def test_missing_text_file(tmp_path, capsys):
+    assert train.main(train_args(tmp_path / "nope.txt", tmp_path / "run")) == 2
+    assert "nope.txt" in one_error_line(capsys)
+
+
+def test_empty_corpus(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n\n", encoding="utf-8")
+    assert train.main(train_args(empty, tmp_path / "run")) == 2
+    assert "empty" in one_error_line(capsys)
+
+
+def test_text_too_short_for_the_context_length(tmp_path, capsys):
+    short = tmp_path / "short.txt"
+    short.write_text("".join(f"line {i}\n" for i in range(40)), encoding="utf-8")
+    assert train.main(train_args(short, tmp_path / "run")) == 2
+    assert "--context-length" in one_error_line(capsys)
+
+
+def test_unknown_model(text_file, tmp_path, capsys):
+    argv = train_args(text_file, tmp_path / "run")
+    argv[argv.index("lstm")] = "gru"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    assert exit_info.value.code == 2
+    assert "gru" in one_error_line(capsys)
+
+
+def test_bad_number(text_file, tmp_path, capsys):
+    assert train.main(train_args(text_file, tmp_path / "run", "lstm", 0)) == 2
+    assert "--steps" in one_error_line(capsys)
+
+
+@pytest.fixture(scope="module")
+def lstm_run(text_file, tmp_path_factory):
+    """A one-step lstm run directory, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("lstm") / "run"
+    assert train.main(train_args(text_file, out, "lstm", 1)) == 0
+    return out
+
+
+def test_resuming_a_run_of_another_model_or_size_is_refused(lstm_run, text_file, capsys):
+    capsys.readouterr()
+    assert train.main(train_args(text_file, lstm_run, "rnn", 2)) == 2
+    assert "'lstm'" in one_error_line(capsys)
+    assert train.main(train_args(text_file, lstm_run, "lstm", 2, "--hidden-dim", "32")) == 2
+    assert "hidden_dim" in one_error_line(capsys)
+    assert checkpoints(lstm_run) == [1]
+
+
+def test_generate_without_a_run_directory(tmp_path, capsys):
+    assert generate.main(["--checkpoint", str(tmp_path / "missing"), "--prompt", "a"]) == 2
+    assert "missing" in one_error_line(capsys)
+    (tmp_path / "empty").mkdir()
+    assert generate.main(["--checkpoint", str(tmp_path / "empty"), "--prompt", "a"]) == 2
+    assert "config.json" in one_error_line(capsys)
+
+
+def test_generate_before_any_checkpoint(lstm_run, tmp_path, capsys):
+    fresh = tmp_path / "fresh"
+    shutil.copytree(lstm_run, fresh, ignore=shutil.ignore_patterns("ckpt-*", "checkpoint", "best"))
+    capsys.readouterr()
+    assert generate.main(["--checkpoint", str(fresh), "--prompt", "the"]) == 2
+    assert "no checkpoint" in one_error_line(capsys)
+
+
+def test_generate_with_a_character_outside_the_vocabulary(lstm_run, capsys):
+    capsys.readouterr()
+    assert generate.main(["--checkpoint", str(lstm_run), "--prompt", "Zebra"]) == 2
+    assert "'Z'" in one_error_line(capsys)
