@@ -99,7 +99,8 @@ def run_grade(args: argparse.Namespace) -> int:
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(json.dumps(error_results(f"{type(exc).__name__}: {exc}"), indent=2))
         return 1
-    print(f"score {results['score']:g} / {results['max_score']:g}" if args.quiet else "\n" + format_summary(results))
+    print(f"score {results['score']:g} / {results['max_score']:g}" if args.quiet else
+          "\n" + format_summary(results, failures_only=True))
     return 0
 
 
@@ -147,7 +148,7 @@ def _grade_one(path: Path, results: Path, args: argparse.Namespace, fixtures: Pa
                "--fixtures", str(fixtures), "--quiet"]
     if args.parts:
         command += ["--parts", *args.parts]
-    row = {"submission": path.name}
+    row = {"submission": path.stem if path.suffix == ".zip" else path.name}
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
         data = json.loads(results.read_text())

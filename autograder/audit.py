@@ -2,7 +2,7 @@
 
 Every .py file of the submission is parsed with `ast` (never imported). Names are resolved through the file's imports
 and aliases, so `keras.layers.LSTM`, `tf.keras.layers.LSTM`, `from keras import layers as L; L.LSTM`,
-`from tensorflow.keras.layers import LSTMCell as Cell` and `import keras_hub` followed by `keras_hub.samplers.TopPSampler`
+`from tensorflow.keras.layers import LSTMCell as Cell` and `keras_hub.samplers.TopPSampler` after `import keras_hub`
 are all found, as are `getattr(anything, "LSTM")`, `{"class_name": "LSTM", ...}` configurations and dotted names in
 strings passed to calls (`importlib.import_module("keras_nlp.samplers")`, `eval("keras.layers.GRU(8)")`).
 Docstrings and comments are not code and are ignored.

@@ -225,8 +225,7 @@ def grade(
                             "blocked_modules": sorted(worker.blocked)}
             import_errors = dict(worker.import_errors)
             import_errors.update({k: v for k, v in worker.blocked.items()})
-            for name, error in sorted(import_errors.items()):
-                notes.append(error)
+            notes += [error for _, error in sorted(import_errors.items())]
             worker.stop()
         if sandbox is not None:
             sandbox.close()
@@ -266,10 +265,13 @@ def grade(
     return out
 
 
-def format_summary(results: Mapping[str, Any]) -> str:
-    """A readable report of a results dict: one line per test, failure messages indented, then the totals."""
+def format_summary(results: Mapping[str, Any], failures_only: bool = False) -> str:
+    """A readable report of a results dict: one line per test (or per failed test), failure messages indented, then
+    the totals by part."""
     lines = []
     for test in results["tests"]:
+        if failures_only and test["status"] == "passed":
+            continue
         mark = "PASS" if test["status"] == "passed" else "FAIL"
         lines.append(f"{mark} {test['score']:6.2f}/{test['max_score']:<6.2f} {test['name']}")
         if test["status"] != "passed" and test["output"]:

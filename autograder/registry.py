@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_TIMEOUT = 60.0
+DEFAULT_TIMEOUT = 30.0
 """Seconds each probe call of a test may take before the worker is stopped."""
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")

@@ -41,10 +41,16 @@ OUTPUT_SHOWN = 1500
 
 @dataclass
 class Limits:
-    """Resource limits of the worker. memory_mb is enforced on its resident set by a watchdog thread."""
+    """Resource limits of the worker. memory_mb is enforced on its resident set by a watchdog thread.
 
-    memory_mb: int = 700
-    data_mb: int = 2048
+    Gradescope's default container has 768 MB for everything; the judge (numpy, scipy, fixtures) stays near 110 MB,
+    so the worker gets 640 MB (TensorFlow alone takes about 570 MB, the reference's probes peak near 600 MB).
+    RLIMIT_DATA makes a huge allocation fail at once with MemoryError; RLIMIT_AS stays off by default because
+    TensorFlow reserves much more address space than it uses.
+    """
+
+    memory_mb: int = 640
+    data_mb: int = 1536
     address_space_mb: int = 0
     cpu_seconds: int = 900
     file_mb: int = 64
@@ -136,7 +142,7 @@ class Sandbox:
         os.chmod(self.root, 0o755)
         os.chmod(self.logs, 0o700)
         for top in (self.code, self.submission):
-            for dirpath, dirnames, filenames in os.walk(top):
+            for dirpath, _, filenames in os.walk(top):
                 os.chmod(dirpath, 0o755)
                 for f in filenames:
                     os.chmod(os.path.join(dirpath, f), 0o644)
@@ -421,7 +427,12 @@ class Worker:
 
     def output_since_mark(self) -> tuple[str, str]:
         """(stdout, stderr) printed since `mark_output`, truncated."""
-        return (self._excerpt(self.stdout_path, self._offsets[0]), self._excerpt(self.stderr_path, self._offsets[1]))
+        out = [self._excerpt(self.stdout_path, self._offsets[0]), self._excerpt(self.stderr_path, self._offsets[1])]
+        for i, path in enumerate((self.stdout_path, self.stderr_path)):
+            if self._size(path) >= self.limits.file_mb * 1024 * 1024:
+                out[i] += (f"\n[output limit of {self.limits.file_mb} MB reached: further writes fail with OSError "
+                           "'File too large'; print less]")
+        return out[0], out[1]
 
     def stderr_tail(self, limit: int = 600) -> str:
         size = self._size(self.stderr_path)

@@ -195,8 +195,8 @@ def serve(request_fd: int, reply_fd: int) -> int:
         name = request.get("probe") if isinstance(request, dict) else None
         fn = PROBES.get(name) if isinstance(name, str) else None
         if fn is None or not isinstance(request.get("kwargs"), dict):
-            write_message(reply_fd, {"ok": False, "error": {"type": "ProtocolError", "message": f"unknown probe {name!r}",
-                                                            "where": None}})
+            error = {"type": "ProtocolError", "message": f"unknown probe {name!r}", "where": None}
+            write_message(reply_fd, {"ok": False, "error": error})
             continue
         try:
             reply = {"ok": True, "value": fn(sub, **request["kwargs"])}
