@@ -16,6 +16,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from .train import check_checkpointable
+
 CONFIG_FILE = "config.json"
 
 
@@ -104,6 +106,7 @@ def load_run(directory: str | os.PathLike) -> tuple[keras.Model, object, dict]:
         raise ValueError(f"{os.fspath(directory)!r} has no checkpoint yet: train first (python -m assignment.train)")
     model = build_model(config)
     model(tf.zeros([1, 1], tf.int32))
+    check_checkpointable(model)
     status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
     try:
         status.assert_existing_objects_matched()

@@ -175,6 +175,20 @@ def make_optimizer(learning_rate: float, warmup_steps: int, total_steps: int,
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
+def check_checkpointable(model: keras.Model) -> None:
+    """ValueError unless `tf.train.Checkpoint(model=model)` reaches every variable of the (built) model.
+
+    Under Keras 3, layers kept only in a Python list are invisible to tf.train.Checkpoint: their weights would be
+    silently left out of every checkpoint. Assigning each such layer to an attribute as well makes it visible.
+    """
+    reachable = {id(obj) for obj in tf.train.TrackableView(model).descendants()}
+    missing = [v.path for v in model.variables if id(v) not in reachable]
+    if missing:
+        raise ValueError(f"checkpoints of {type(model).__name__} would miss {len(missing)} variables, e.g. "
+                         f"{missing[0]!r}: tf.train.Checkpoint does not see layers kept in a Python list; assign each "
+                         "layer to an attribute of the model too")
+
+
 class CheckpointPolicy:
     """When to save, which checkpoints to keep, and how to resume.
 
@@ -237,6 +251,7 @@ class CheckpointPolicy:
 
     def save(self, step: int) -> str:
         """Write a checkpoint numbered `step` now; returns its path prefix."""
+        check_checkpointable(self.model)
         path = self.manager.save(checkpoint_number=int(step))
         self.last_save_time = self.clock()
         return path

@@ -270,6 +270,30 @@ def test_restore_into_a_fresh_unbuilt_model_gives_the_same_weights_optimizer_sta
         np.testing.assert_array_equal(np.array(saved), np.array(loaded), err_msg=saved.path)
 
 
+class ListOfLayersLM(keras.Model):
+    """Embedding -> Dense layers kept only in a Python list -> logits: tf.train.Checkpoint cannot see the list."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = keras.layers.Embedding(V, 4)
+        self.stack = [keras.layers.Dense(4), keras.layers.Dense(V)]
+
+    def call(self, tokens, training=False):
+        h = self.embedding(tokens)
+        for layer in self.stack:
+            h = layer(h)
+        return h
+
+
+def test_a_model_whose_variables_a_checkpoint_would_miss_is_refused_when_saving(tmp_path):
+    model = ListOfLayersLM()
+    model(np.zeros((1, 1), np.int32))
+    with pytest.raises(ValueError, match="would miss 4 variables"):
+        policy_for(tmp_path, model).save(1)
+    model.dense_0, model.dense_1 = model.stack  # attributes make them visible to tf.train.Checkpoint
+    train.check_checkpointable(model)
+
+
 def run_training(directory, steps: int, ids: np.ndarray) -> keras.Model:
     """Train a TinyLM with the CLI's data pipeline and optimizer from `directory`'s latest checkpoint to `steps`."""
     model = tiny_lm(7)
