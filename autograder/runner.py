@@ -244,6 +244,12 @@ class Worker:
                     env=self._environment(), pass_fds=(request_read, reply_write), start_new_session=True,
                     close_fds=True, **kwargs,
                 )
+            except OSError as exc:
+                os.close(request_write)
+                os.close(reply_read)
+                self._start_failures += 1
+                who = f" as user {user.name}" if user else ""
+                raise WorkerStartError(f"the worker could not be started{who}: {exc}") from None
             finally:
                 os.close(request_read)
                 os.close(reply_write)
