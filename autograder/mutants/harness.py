@@ -88,9 +88,16 @@ def hidden_tests(parts: Iterable[str] | None = None) -> list:
 
 
 def run_test(test: Any, ctx: InProcessContext) -> Outcome:
-    """Run one hidden test; any exception (a crashing probe, a broken reply) scores 0 with its message."""
+    """Run one hidden test; any exception (a crashing probe, a broken reply) scores 0 with its message.
+
+    The global random seeds (Python, numpy, TensorFlow) are reset first, so that an outcome does not depend on which
+    tests ran before in this process (tf.data shuffles, for one, combine their seed with the global one).
+    """
+    import keras
+
     from ..registry import TestFailure
 
+    keras.utils.set_random_seed(ctx.seed)
     start = time.perf_counter()
     try:
         result = test.fn(ctx)

@@ -205,5 +205,7 @@ MUTANTS = [
                 return dataset.prefetch(tf.data.AUTOTUNE)
         '''),
         (SHUFFLE,),
+        gap=("the shuffle test checks that the order changes, not that windows change batches: shuffling whole "
+             "batches fails only when the batch order happens to come out unchanged"),
     ),
 ]

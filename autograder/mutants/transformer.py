@@ -20,6 +20,22 @@ NO_ORACLE = ("no hidden test compares a TransformerBlock or the whole model with
 EMBED_POSITIONS = "h = self.token_embedding(tokens) + self.positions(0, tf.shape(tokens)[1])"
 STEP_POSITIONS = "h = self.token_embedding(tokens) + self.positions(start, length)"
 
+_ENCODING = """
+def positional_encoding(length, d_model):
+    position = tf.range(length, dtype=tf.float64)[:, None]
+    even_dims = tf.range(0, d_model, 2, dtype=tf.float64)[None, :]
+    angle = position / tf.pow(tf.constant(10000.0, tf.float64), {exponent})
+    pairs = {pairs}
+    return tf.cast(tf.reshape(pairs, [length, -1])[:, :d_model], tf.float32)
+"""
+
+
+def _encoding(pairs: str = "tf.stack([tf.sin(angle), tf.cos(angle)], axis=-1)",
+              exponent: str = "even_dims / d_model") -> str:
+    """A positional_encoding that computes sin/cos `pairs` of the angles pos / 10000^`exponent`."""
+    return _ENCODING.replace("{pairs}", pairs).replace("{exponent}", exponent)
+
+
 MUTANTS = [
     Mutant(
         "mask-diagonal-excluded",
@@ -117,22 +133,19 @@ MUTANTS = [
     Mutant(
         "pe-sin-cos-swapped",
         "positional_encoding puts cos on the even dimensions and sin on the odd ones",
-        Edit(M, "positional_encoding", patch=(("tf.stack([tf.sin(angle), tf.cos(angle)], axis=-1)",
-                                               "tf.stack([tf.cos(angle), tf.sin(angle)], axis=-1)"),)),
+        Edit(M, "positional_encoding", replacement=_encoding("tf.stack([tf.cos(angle), tf.sin(angle)], axis=-1)")),
         (POSITIONS,),
     ),
     Mutant(
         "pe-not-interleaved",
         "positional_encoding concatenates all sines then all cosines instead of interleaving them",
-        Edit(M, "positional_encoding", patch=(("tf.stack([tf.sin(angle), tf.cos(angle)], axis=-1)",
-                                               "tf.concat([tf.sin(angle), tf.cos(angle)], axis=-1)"),)),
+        Edit(M, "positional_encoding", replacement=_encoding("tf.concat([tf.sin(angle), tf.cos(angle)], axis=-1)")),
         (POSITIONS,),
     ),
     Mutant(
         "pe-exponent-i",
         "positional_encoding uses 10000^(i / d_model) instead of 10000^(2i / d_model)",
-        Edit(M, "positional_encoding", patch=(("angle = position / tf.pow(10000.0, even_dims / d_model)",
-                                               "angle = position / tf.pow(10000.0, even_dims / 2 / d_model)"),)),
+        Edit(M, "positional_encoding", replacement=_encoding(exponent="even_dims / 2 / d_model")),
         (POSITIONS,),
     ),
     Mutant(

@@ -1,0 +1,165 @@
+"""Kill matrix of the hidden tests, in process: every catalogued student bug fails at least one of the hidden tests
+named for it, every documented gap still survives, and every alternative correct solution passes every test.
+
+Each mutant and alternative is written as a submission directory (the reference's modules with the edits applied)
+and imported under a fresh package name, so modules that import each other (lstm.py uses rnn.py's language model)
+see the edited code. Hidden tests run exactly as the judge runs them, with probes called in this process through a
+plain-data check. Fixtures are built once per part for the whole module.
+"""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from collections.abc import Callable
+
+import pytest
+
+from autograder.alternatives import ALTERNATIVES
+from autograder.mutants import (
+    MODULE_PARTS,
+    REFERENCE_DIR,
+    Edit,
+    Mutant,
+    MutantError,
+    PackageSubmission,
+    all_mutants,
+    harness,
+    write_submission,
+)
+
+MUTANTS = all_mutants()
+KILLABLE = [m for m in MUTANTS if m.gap is None]
+GAPS = [m for m in MUTANTS if m.gap is not None]
+GRADED_PARTS = ("preprocess", "rnn", "lstm", "samplers", "transformer", "train")
+
+
+@pytest.fixture(scope="module")
+def fixtures_for() -> Callable[[tuple[str, ...]], dict]:
+    """fixtures_for(parts): the fixtures of these parts, each part built once for the whole module."""
+    from autograder.fixtures import build_fixtures
+
+    built: dict[str, dict] = {}
+
+    def get(parts: tuple[str, ...]) -> dict:
+        merged: dict = {}
+        for part in parts:
+            if part not in built:
+                built[part] = build_fixtures(harness.SEED, parts=[part])
+            merged.update(built[part])
+        return merged
+
+    return get
+
+
+def _submission(edits, tmp_path, label: str) -> PackageSubmission:
+    return PackageSubmission(write_submission(edits, tmp_path / "submission"), label)
+
+
+# ---------------------------------------------------------------------------------------------------- the catalog
+def test_catalog_covers_every_part_with_at_least_40_bugs() -> None:
+    assert len(MUTANTS) >= 40
+    ids = [m.id for m in MUTANTS]
+    assert len(ids) == len(set(ids))
+    covered = {p for m in MUTANTS for p in m.parts}
+    assert set(GRADED_PARTS) <= covered
+    for m in MUTANTS:
+        assert m.description and "\n" not in m.description, m.id
+        assert m.tests or m.gap, f"{m.id}: name the hidden tests that catch it, or document the gap"
+
+
+def test_named_tests_exist_and_belong_to_the_mutants_parts() -> None:
+    tests = harness.hidden_tests(GRADED_PARTS)
+    for m in MUTANTS:
+        for test in harness.matching(tests, m.tests):
+            assert test.part in m.parts, (m.id, test.name)
+
+
+@pytest.mark.parametrize("candidate", MUTANTS + ALTERNATIVES, ids=lambda c: c.id)
+def test_edits_apply_to_the_reference_and_compile(candidate, tmp_path) -> None:
+    directory = write_submission(candidate.edits, tmp_path)
+    for module in {e.module for e in candidate.edits}:
+        source = (directory / f"{module}.py").read_text(encoding="utf-8")
+        assert source != (REFERENCE_DIR / f"{module}.py").read_text(encoding="utf-8"), (candidate.id, module)
+        compile(source, module, "exec")
+    assert sorted(p.name for p in directory.glob("*.py")) == sorted(p.name for p in REFERENCE_DIR.glob("*.py"))
+
+
+def test_an_edit_changes_only_its_function() -> None:
+    source = textwrap.dedent('''
+        import math
+
+
+        class Cell:
+            @staticmethod
+            def rate(x):
+                """Doc."""
+                return x * 2
+
+            def other(self):
+                return 1
+
+
+        def rate(x):
+            return x * 2
+    ''')
+    patched = Edit("m", "Cell.rate", patch=(("x * 2", "x * 3"),)).apply(source)
+    assert patched == source.replace("return x * 2\n\n    def", "return x * 3\n\n    def")
+    replaced = Edit("m", "Cell.rate", replacement="def rate(x):\n    return -x\n").apply(source)
+    tree = ast.parse(replaced)
+    cell = next(n for n in tree.body if isinstance(n, ast.ClassDef))
+    assert [n.name for n in cell.body] == ["rate", "other"] and not cell.body[0].decorator_list
+    assert replaced.endswith("def rate(x):\n    return x * 2\n")
+
+
+@pytest.mark.parametrize("edit", [
+    Edit("m", "missing", patch=(("a", "b"),)),
+    Edit("m", "Cell.rate", patch=(("x * 5", "x"),)),
+    Edit("m", "Cell.rate", replacement="def rate(x:\n"),
+], ids=["no such function", "patch text absent", "does not compile"])
+def test_a_stale_edit_is_refused_with_a_clear_error(edit: Edit) -> None:
+    with pytest.raises(MutantError, match=r"m(\.py)?[.:]"):
+        edit.apply("class Cell:\n    def rate(self, x):\n        return x * 2\n")
+
+
+def test_module_parts_cover_every_reference_module_with_student_code() -> None:
+    for module in MODULE_PARTS:
+        assert (REFERENCE_DIR / f"{module}.py").is_file(), module
+
+
+# ---------------------------------------------------------------------------------------------------- kill matrix
+def test_the_reference_passes_every_hidden_test(fixtures_for, tmp_path) -> None:
+    sub = _submission((), tmp_path, "reference")
+    failed = [o for o in harness.run_tests(harness.hidden_tests(GRADED_PARTS), fixtures_for(GRADED_PARTS), sub)
+              if not o.passed]
+    assert not failed, [(o.test, o.message) for o in failed]
+
+
+@pytest.mark.parametrize("mutant", KILLABLE, ids=lambda m: m.id)
+def test_mutant_fails_a_named_test(mutant: Mutant, fixtures_for, tmp_path) -> None:
+    sub = _submission(mutant.edits, tmp_path, mutant.id)
+    fixtures = fixtures_for(mutant.parts)
+    ctx = harness.InProcessContext(fixtures, sub)
+    outcomes = []
+    for test in harness.matching(harness.hidden_tests(mutant.parts), mutant.tests):
+        outcome = harness.run_test(test, ctx)
+        if not outcome.passed:
+            return
+        outcomes.append(outcome.test)
+    pytest.fail(f"{mutant.id} ({mutant.description}) passed every test named for it: {outcomes}")
+
+
+@pytest.mark.parametrize("mutant", GAPS, ids=lambda m: m.id)
+def test_documented_gap_still_survives(mutant: Mutant, fixtures_for, tmp_path) -> None:
+    sub = _submission(mutant.edits, tmp_path, mutant.id)
+    outcomes = harness.run_tests(harness.hidden_tests(mutant.parts), fixtures_for(mutant.parts), sub)
+    caught = [o.test for o in outcomes if not o.passed]
+    assert not caught, f"{mutant.id} is now caught by {caught}: remove its gap note and name these tests"
+
+
+@pytest.mark.parametrize("alternative", ALTERNATIVES, ids=lambda a: a.id)
+def test_alternative_solution_passes_every_test(alternative, fixtures_for, tmp_path) -> None:
+    sub = _submission(alternative.edits, tmp_path, alternative.id)
+    outcomes = harness.run_tests(harness.hidden_tests(alternative.parts), fixtures_for(alternative.parts), sub)
+    failed = [(o.test, o.message) for o in outcomes if not o.passed]
+    assert not failed, failed
