@@ -200,6 +200,19 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- selfcheck
+def _add_selfcheck(p: argparse.ArgumentParser) -> None:
+    from .selfcheck import add_arguments
+
+    add_arguments(p)
+
+
+def run_selfcheck(args: argparse.Namespace) -> int:
+    from .selfcheck import run
+
+    return run(args)
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: list[Command] = [
     ("grade", "grade one submission (prints a summary, writes results.json)", _add_grade, run_grade),
@@ -207,6 +220,8 @@ COMMANDS: list[Command] = [
     ("build", "build the Gradescope autograder zip", _add_build, run_build),
     ("fixtures", "build hidden inputs and expected values (imports TensorFlow and the reference)", _add_fixtures,
      run_fixtures),
+    ("selfcheck", "grade the reference, the stencil, alternatives and mutants; print the kill matrix", _add_selfcheck,
+     run_selfcheck),
 ]
 
 
