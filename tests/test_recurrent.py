@@ -298,7 +298,8 @@ def test_probes_run_on_the_reference(probes, kind):
             np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 
     initial = module.cell_initial_weights(reference, kind=kind, input_dim=3, units=5, seed=0)
-    assert sorted(initial) == ["bias", "kernel", "recurrent_kernel"]
+    assert sorted(initial) == ["bias", "call_output", "kernel", "recurrent_kernel"]
+    assert initial["call_output"].shape == (2, 5)
 
     tokens = rng.integers(0, V, (2, 9)).astype(np.int32)
     lm = {"embeddings": rng.normal(0.0, 0.5, (V, E)).astype(np.float32),

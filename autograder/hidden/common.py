@@ -87,6 +87,25 @@ def expect_error(reply: Any, error: str, what: str) -> None:
         raise TestFailure(f"{what}: expected a {error}, got {reply}.")
 
 
+def expect_errors(reply: Any, what: str) -> None:
+    """`reply` maps each case to the exception type name it raised (None when nothing was raised).
+
+    Cases named "valid: ..." are correct calls that must not raise; every other case must raise ValueError. At least
+    one valid case is required, so that argument checks (given code) only count together with a working part.
+    """
+    if not isinstance(reply, dict) or not all(isinstance(k, str) for k in reply):
+        raise TestFailure(f"{what}: the worker returned an unexpected reply.")
+    valid = [case for case in reply if case.startswith("valid: ")]
+    if not valid:
+        raise TestFailure(f"{what}: the worker returned an unexpected reply.")
+    for case in sorted(valid):
+        if reply[case] is not None:
+            raise TestFailure(f"{case[len('valid: '):]}: a correct call must not raise, got {reply[case]}.")
+    for case, error in sorted(reply.items()):
+        if case not in valid:
+            expect_error(error, "ValueError", case)
+
+
 def goodness_of_fit(counts: np.ndarray, probs: np.ndarray, min_expected: float = 50.0) -> float:
     """Pearson chi-square p-value of token counts against an analytic distribution.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import TestFailure, hidden_test
-from .common import as_array
+from .common import as_array, close
 from .rnn import define_tests
 
 PART = "lstm"
@@ -28,3 +28,10 @@ def test_lstm_initial_weights(ctx) -> None:
     if not np.allclose(bias, expected):
         raise TestFailure("LSTMCell.bias must start at 1 for the forget gate (second block of H, gate order i, f, c, "
                           "o) and 0 elsewhere.")
+    # One step on x = ones [2, D] from zero states: z = x W + b, c' = i * g (f * c vanishes), h' = o * tanh(c').
+    z = np.ones((2, d)) @ reply["kernel"] + bias
+    gate_i, gate_g, gate_o = (1 / (1 + np.exp(-z[:, :h])), np.tanh(z[:, 2 * h : 3 * h]),
+                              1 / (1 + np.exp(-z[:, 3 * h :])))
+    output = as_array(reply.get("call_output"), "output of the freshly built LSTMCell", "f", (2, h))
+    close(output, gate_o * np.tanh(gate_i * gate_g), "output of the freshly built LSTMCell from zero states",
+          1e-5, 1e-4)

@@ -79,9 +79,15 @@ def windows(sub, ids: np.ndarray, context_length: int, stride=None) -> dict:
 
 @probe("preprocess.invalid_inputs")
 def invalid_inputs(sub) -> dict:
-    """Name of the exception raised by each invalid call (None when nothing was raised)."""
+    """Name of the exception raised by each invalid call (None when nothing was raised).
+
+    The "valid:" cases are correct calls that must not raise: argument checks are given code, so they only earn points
+    together with a working implementation.
+    """
     preprocess = sub.module("preprocess")
     return {
+        "valid: BPETokenizer.train, vocab_size 260": error_name(lambda: preprocess.BPETokenizer.train("ab ab", 260)),
+        "valid: make_windows with T + 1 ids": error_name(lambda: preprocess.make_windows(np.arange(5), 4)),
         "BPETokenizer.train with vocab_size < 256": error_name(lambda: preprocess.BPETokenizer.train("ab ab", 200)),
         "make_windows with fewer than T + 1 ids": error_name(lambda: preprocess.make_windows(np.arange(4), 4)),
     }

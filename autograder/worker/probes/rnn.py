@@ -53,14 +53,22 @@ def cell_forward(sub, kind: str, units: int, x: np.ndarray, states: list, weight
 
 @probe("rnn.cell_initial_weights")
 def cell_initial_weights(sub, kind: str, input_dim: int, units: int, seed: int) -> dict:
-    """Build a fresh cell for inputs [B, input_dim]; returns {weight name: initial value}."""
+    """Build a fresh cell for inputs [B, input_dim]; returns {weight name: initial value} and, under "call_output",
+    the output [2, units] of one call on an all-ones input from zero states (so the weights count only together with
+    a working cell)."""
+    import tensorflow as tf
+
     from .common import weight_name
 
     seed_everything(seed)
     cell_class, _ = _classes(sub, kind)
     cell = cell_class(units)
     cell.build((None, input_dim))
-    return {weight_name(v): to_numpy(v) for v in cell.weights}
+    reply = {weight_name(v): to_numpy(v) for v in cell.weights}
+    zeros = [tf.zeros([2, units]) for _ in range(2 if kind == "lstm" else 1)]
+    output, _ = cell(tf.ones([2, input_dim]), zeros)
+    reply["call_output"] = to_numpy(output)
+    return reply
 
 
 def _build_model(sub, kind: str, vocab_size: int, embed_dim: int, hidden_dim: int, tokens: np.ndarray):

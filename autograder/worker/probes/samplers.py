@@ -62,12 +62,19 @@ def draw(sub, logits: np.ndarray, num_samples: int, seed: int, temperature: floa
 
 @probe("samplers.invalid_arguments")
 def invalid_arguments(sub) -> dict:
-    """Name of the exception raised by each invalid call (None when nothing was raised)."""
+    """Name of the exception raised by each invalid call (None when nothing was raised).
+
+    The "valid:" case is a correct call that must not raise: argument checks are given code, so they only earn points
+    together with a working implementation.
+    """
     import tensorflow as tf
 
     samplers = sub.module("samplers")
     x = tf.constant([[0.5, 1.0, -1.0]], tf.float32)
     return {
+        "valid: sample with temperature, top_k and top_p": error_name(
+            lambda: samplers.sample(x, temperature=0.5, top_k=2, top_p=0.9, seed=0)
+        ),
         "temperature=0 in apply_temperature": error_name(lambda: samplers.apply_temperature(x, 0.0)),
         "negative temperature in sample": error_name(lambda: samplers.sample(x, temperature=-1.0, seed=0)),
         "top_k_filter with k=0": error_name(lambda: samplers.top_k_filter(x, 0)),
