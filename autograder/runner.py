@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,8 @@ IMPORT_TIMEOUT = 120.0
 """Seconds one module may take to import (TensorFlow's first import included) before it is blocked."""
 MAX_SUBMISSION_BYTES = 200 * 1024 * 1024
 OUTPUT_SHOWN = 1500
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -401,6 +404,7 @@ class Worker:
         if kind == "ModuleImportFailed":
             raise TestFailure(message)
         location = f" (at {where})" if where else ""
+        message = _ANSI_ESCAPE.sub("", message)  # Keras highlights the inner message with terminal colours
         raise TestFailure(f"your code raised {kind}: {message}{location}")
 
     # -------------------------------------------------------------------------------- captured output
