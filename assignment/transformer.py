@@ -246,6 +246,8 @@ class TransformerLanguageModel(keras.Model):
             self.position_embedding = keras.layers.Embedding(context_length, d_model, embeddings_initializer=init,
                                                              name="position_embedding")
         self.blocks = [TransformerBlock(d_model, num_heads, dropout, name=f"block_{i}") for i in range(num_layers)]
+        for i, block in enumerate(self.blocks):  # attributes too: tf.train.Checkpoint does not follow Python lists
+            setattr(self, f"block_{i}", block)
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")
 
     def build(self, input_shape: Sequence[int | None]) -> None:

@@ -1,0 +1,66 @@
+"""Part 2: the LSTM cell and the LSTM language model (the model itself is the shared one of rnn.py).
+
+The cell keeps two states, the output h and the memory cell c. Gates decide how much of the old memory to keep (forget
+gate f), how much of the new candidate g to write (input gate i) and how much of the memory to show (output gate o).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from .rnn import RecurrentLanguageModel, positive_int, state_list
+
+
+class LSTMCell(keras.layers.Layer):
+    """One step of the LSTM, with the weight layout of Keras's own LSTM cell.
+
+    Weights: `kernel` W [D, 4H] (Glorot uniform), `recurrent_kernel` U [H, 4H] (orthogonal), `bias` b [4H]; each holds
+    four blocks of H columns in the gate order input, forget, candidate, output (i, f, g, o). The forget-gate block of
+    the bias starts at 1 and the rest at 0, so that the memory is kept at the start of training.
+    """
+
+    def __init__(self, units: int, **kwargs):
+        """A cell with `units` = H hidden units (and H memory units)."""
+        super().__init__(**kwargs)
+        self.units = positive_int(units, "units")
+        self.state_size = [self.units, self.units]
+        self.output_size = self.units
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        """Create kernel [D, 4H], recurrent_kernel [H, 4H] and bias [4H] (forget block 1) for inputs [B, D]."""
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(f"the last dimension of the inputs must be known, got input shape {input_shape}")
+        h = self.units
+        self.kernel = self.add_weight(name="kernel", shape=(input_dim, 4 * h), initializer="glorot_uniform")
+        self.recurrent_kernel = self.add_weight(name="recurrent_kernel", shape=(h, 4 * h), initializer="orthogonal")
+        self.bias = self.add_weight(name="bias", shape=(4 * h,), initializer=self._bias_initializer)
+
+    def _bias_initializer(self, shape: Sequence[int], dtype: str | None = None) -> tf.Tensor:
+        """[0] * H (input), [1] * H (forget), [0] * 2H (candidate, output)."""
+        h = self.units
+        return tf.concat([tf.zeros([h], dtype), tf.ones([h], dtype), tf.zeros([2 * h], dtype)], axis=0)
+
+    def call(self, inputs: tf.Tensor, states: Sequence[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """One time step: inputs x [B, D] float32 and states [h, c] (each [B, H]) -> (h' [B, H], [h', c'])."""
+        h, c = state_list(states, 2)
+        raise NotImplementedError(
+            "TODO(part 2): Compute z = x W + h U + b, the gates i, f, g, o, c' and h'; return (h', [h', c'])."
+        )
+
+    def get_initial_state(self, batch_size: int | tf.Tensor | None = None) -> list[tf.Tensor]:
+        """The zero state [h, c], both zeros [B, H]."""
+        return [tf.zeros([batch_size, self.units], dtype=self.compute_dtype) for _ in range(2)]
+
+    def get_config(self) -> dict:
+        """The constructor arguments, so that `LSTMCell.from_config(cell.get_config())` rebuilds the cell."""
+        return {**super().get_config(), "units": self.units}
+
+
+class LSTMLanguageModel(RecurrentLanguageModel):
+    """The recurrent language model with the LSTMCell; its state is [h, c]."""
+
+    cell_class = LSTMCell
