@@ -1,0 +1,194 @@
+"""Whole grading runs of adversarial submissions (autograder/adversarial) through `python -m autograder grade`.
+
+The kit is copied into a root-only directory (as setup.sh leaves /autograder/source on Gradescope) with fixtures built
+there, and every submission is graded by the CLI, which calls `judge.grade` and writes results.json. When the tests
+run as root, the worker really drops its privileges to a dedicated user (created here when missing and removed
+afterwards); otherwise the attacks that only the privilege drop stops are skipped. Each run must give a valid
+results.json whose score is exactly the points of the tests expected to pass, no hidden value in any output, and a
+clear message on the first failing test. Grading the reference twice gives the same result.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder.adversarial import ADVERSARIES, Adversary
+from autograder.mutants import write_submission
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = 4321
+WORKER_USER = "lmworker"
+IS_ROOT = os.geteuid() == 0
+TIMEOUT_SCALE = 0.1  # 6 s per probe call: the infinite loop costs seconds, not a minute
+ALL_PARTS = tuple(sorted({p for a in ADVERSARIES for p in a.parts}))
+
+
+def _ensure_user() -> bool:
+    """Create the worker user when missing; True when this module created it."""
+    try:
+        subprocess.run(["id", "-u", WORKER_USER], check=True, capture_output=True)
+        return False
+    except subprocess.CalledProcessError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
+                        "/usr/sbin/nologin", WORKER_USER], check=True, capture_output=True)
+        return True
+
+
+def _runs_as_worker_user() -> bool:
+    """Whether the worker user can start this interpreter (not when it lives in root's home, e.g. pyenv)."""
+    try:
+        return subprocess.run([sys.executable, "-c", "import numpy"], user=WORKER_USER, cwd="/", timeout=60,
+                              capture_output=True).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+DROP_SKIP = ("only the privilege drop stops this attack: it needs the judge to run as root with an interpreter "
+             "that an unprivileged user can run")
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    """A root-only copy of the kit with fixtures for the graded parts; yields (kit dir, shared dir, worker user)."""
+    base = tmp_path_factory.mktemp("kit")
+    os.chmod(base, 0o700)
+    kit_dir = base / "source"
+    for name in ("autograder", "assignment", "data"):
+        shutil.copytree(ROOT / name, kit_dir / name, ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    parts = [p for p in ALL_PARTS if p != "audit"]
+    subprocess.run([sys.executable, "-m", "autograder", "fixtures", "--seed", str(SEED), "--out",
+                    str(kit_dir / "dist" / "fixtures"), "--parts", *parts], cwd=kit_dir, env=env, check=True,
+                   capture_output=True)
+    created = _ensure_user() if IS_ROOT else False
+    drop = IS_ROOT and _runs_as_worker_user()
+    shared = Path(tempfile.mkdtemp(prefix="lm-adversary-"))
+    os.chmod(shared, 0o1777)
+    yield kit_dir, shared, WORKER_USER if drop else "none"
+    shutil.rmtree(shared, ignore_errors=True)
+    if created:
+        subprocess.run(["userdel", WORKER_USER], check=False, capture_output=True)
+
+
+def _grade(kit_dir: Path, submission: Path, results: Path, parts, user: str) -> tuple[dict | None, str, float]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", "--submission", str(submission), "--results", str(results),
+         "--parts", *parts, "--fixtures", str(kit_dir / "dist" / "fixtures"), "--worker-user", user,
+         "--timeout-scale", str(TIMEOUT_SCALE), "--quiet"],
+        cwd=kit_dir, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=600)
+    seconds = time.monotonic() - started
+    data = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
+    return data, done.stdout + done.stderr, seconds
+
+
+@pytest.fixture(scope="module")
+def graded(kit, tmp_path_factory):
+    """Grade every adversary (and the reference twice), two at a time; {id: (results, console output, seconds)}."""
+    kit_dir, shared, user = kit
+    scratch = tmp_path_factory.mktemp("adversaries")
+    jobs = {}
+    for adversary in ADVERSARIES:
+        if adversary.needs_drop and user == "none":
+            continue
+        jobs[adversary.id] = (adversary.write(scratch / adversary.id / "submission", shared), adversary.parts)
+    reference = write_submission((), scratch / "reference" / "submission")
+    for label in ("reference-1", "reference-2"):
+        jobs[label] = (reference, ALL_PARTS)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = {key: pool.submit(_grade, kit_dir, sub, scratch / f"{key}.json", parts, user)
+                   for key, (sub, parts) in jobs.items()}
+        out = {key: future.result() for key, future in futures.items()}
+    time.sleep(3)  # give escaped processes time to tamper with results.json after the judge wrote it
+    for key in out:
+        results_path = scratch / f"{key}.json"
+        out[key] = (json.loads(results_path.read_text()) if results_path.is_file() else None, *out[key][1:])
+    return out
+
+
+@pytest.fixture(scope="module")
+def secrets(kit) -> list[str]:
+    """Strings that only the hidden side knows: slices of the fixture texts and lines of the hidden tests' code."""
+    from autograder import fixture_files
+
+    kit_dir, _, _ = kit
+    fixtures, _ = fixture_files.load(kit_dir / "dist" / "fixtures")
+    texts = [case["text"] for case in fixtures["preprocess/bpe_cases"]] + fixtures["preprocess/unicode_texts"]
+    texts.append(fixtures["preprocess/char_train"])
+    found = [t[i : i + 24] for t in texts for i in range(0, max(len(t) - 24, 1), 97) if len(t[i : i + 24].strip()) > 16]
+    for path in (ROOT / "autograder" / "hidden").glob("*.py"):
+        found += [line.strip() for line in path.read_text().splitlines() if "ctx.fixtures[" in line
+                  and len(line.strip()) > 30]
+    assert len(found) > 50
+    return found
+
+
+def _expected_status(adversary: Adversary | None, test: dict) -> str:
+    if adversary is None:
+        return "passed"
+    part, name = test["name"].split(": ", 1)
+    fails = part in adversary.fails or any(name.startswith(start) for start in adversary.fails)
+    return "failed" if fails else "passed"
+
+
+def _check_results(results: dict | None, adversary: Adversary | None, console: str, secrets: list[str]) -> None:
+    assert results is not None, f"no results.json was written; console:\n{console[-2000:]}"
+    text = json.dumps(results)
+    assert len(text) < 500_000, "results.json must stay small"
+    assert results.get("output") != "hacked" and results["score"] <= results["max_score"]
+    assert set(results) >= {"score", "max_score", "output", "tests", "execution_time"}
+    assert abs(sum(t["score"] for t in results["tests"]) - results["score"]) < 0.02
+    wrong = [(t["name"], t["status"], t["output"][:300]) for t in results["tests"]
+             if t["status"] != _expected_status(adversary, t)]
+    assert not wrong, wrong
+    expected_score = sum(t["max_score"] for t in results["tests"] if _expected_status(adversary, t) == "passed")
+    assert abs(results["score"] - expected_score) < 0.02
+    leaked = [s for s in secrets if s in text or s in console]
+    assert not leaked, f"hidden values in the output: {leaked[:3]}"
+    if adversary is not None and adversary.message:
+        first = next(t for t in results["tests"] if t["status"] == "failed")
+        assert re.search(adversary.message, first["output"]), first["output"][:1000]
+
+
+@pytest.mark.parametrize("adversary", ADVERSARIES, ids=lambda a: a.id)
+def test_adversarial_submission_is_graded_safely(adversary: Adversary, graded, secrets, kit) -> None:
+    if adversary.needs_drop and kit[2] == "none":
+        pytest.skip(DROP_SKIP)
+    results, console, _ = graded[adversary.id]
+    _check_results(results, adversary, console, secrets)
+
+
+def test_no_process_started_by_a_submission_survives_grading(graded, kit) -> None:
+    _, shared, _ = kit
+    survivors = []
+    for pid_file in shared.glob("*.pid"):
+        pid = int(pid_file.read_text())
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        survivors.append(pid_file.name)
+        os.kill(pid, signal.SIGKILL)  # a process an adversary of this test started
+    assert list(shared.glob("child-*.pid")), "the fork adversary did not run"
+    assert not survivors, f"still running after grading: {survivors}"
+
+
+def test_grading_the_same_submission_twice_gives_the_same_result(graded, secrets) -> None:
+    first, second = graded["reference-1"][0], graded["reference-2"][0]
+    for results in (first, second):
+        _check_results(results, None, "", secrets)
+    assert first["score"] == second["score"] == first["max_score"]
+    assert [(t["name"], t["score"], t["output"]) for t in first["tests"]] == \
+        [(t["name"], t["score"], t["output"]) for t in second["tests"]]
