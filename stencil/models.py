@@ -110,6 +110,7 @@ def load_run(directory: str | os.PathLike) -> tuple[keras.Model, object, dict]:
     status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
     try:
         status.assert_existing_objects_matched()
-    except AssertionError as exc:
-        raise ValueError(f"checkpoint {path} does not match the model of {CONFIG_FILE}: {exc}") from None
+    except AssertionError:
+        raise ValueError(f"checkpoint {path} lacks weights of the model that {CONFIG_FILE} describes (written by "
+                         "other model code?)") from None
     return model, tokenizer, config

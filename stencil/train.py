@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the train/valid/test splits live (default: data/prepare.py's default)")
     parser.add_argument("--out", metavar="DIR", help="run directory (default runs/MODEL)")
     group = parser.add_argument_group("training")
-    group.add_argument("--steps", type=int, default=1500, help="total number of training steps")
+    group.add_argument("--steps", type=int, default=1000, help="total number of training steps")
     group.add_argument("--batch-size", type=int, default=32, help="windows per batch")
     group.add_argument("--context-length", type=int, default=128, help="tokens per window")
     group.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, warmup + cosine decay)")
