@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from autograder.registry import ALL_TESTS
-from autograder.registry import TestFailure as Failure
 
 from autograder import fixtures as fixtures_module
 from autograder.hidden import oracles
 from autograder.hidden.samplers import ALPHA, MIN_EXPECTED, NUM_DRAWS
+from autograder.registry import ALL_TESTS
+from autograder.registry import TestFailure as Failure
 from autograder.worker.probes import registry as probe_registry
 
 SEED = 1234
