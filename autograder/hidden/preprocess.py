@@ -193,3 +193,19 @@ def test_dataset_shuffle(ctx) -> None:
         raise TestFailure(f"{what}: two datasets built with the same seed gave different orders.")
     if np.array_equal(first["inputs"], second["inputs"]):
         raise TestFailure(f"{what}: the second epoch repeated the first epoch's order (reshuffle each iteration).")
+    sizes = _expected_sizes(len(inputs), batch, False)
+    if any(epoch["batch_sizes"] != sizes for epoch in (first, second)):
+        raise TestFailure(f"{what}: expected batches of sizes {sizes} in every epoch (shuffle windows, then batch).")
+    # Shuffling windows (not whole batches) mixes rows of different unshuffled batches into one batch. A uniform
+    # shuffle of the 12 rows keeps the three batches intact with probability 5! 5! 2! 2 / 12! < 1.3e-4 per epoch, so
+    # both epochs do so with probability < 2e-8.
+    home = {row: i // batch for i, row in enumerate(map(tuple, inputs.tolist()))}
+
+    def mixes(epoch: dict) -> bool:
+        rows = [home[tuple(row)] for row in epoch["inputs"].tolist()]
+        starts = np.cumsum([0] + sizes)
+        return any(len(set(rows[a:b])) > 1 for a, b in zip(starts[:-1], starts[1:], strict=True))
+
+    if not (mixes(first) or mixes(second)):
+        raise TestFailure(f"{what}: every batch holds the windows of one unshuffled batch: shuffle the windows before "
+                          "batching, not the batches.")

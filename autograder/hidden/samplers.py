@@ -183,6 +183,20 @@ def _check_generation(ids, prompt: np.ndarray, n: int, vocab_size: int, shift: i
         raise TestFailure(f"{what}: the new tokens are not the ones the model's step() logits make (near) certain.")
 
 
+def _check_uniform_generation(ids, prompt: np.ndarray, n: int, vocab_size: int, what: str) -> None:
+    """A model with uniform logits: the new tokens must vary within each row. A correct sampler draws n equal tokens
+    in a row with probability V^-(n-1) (11^-39 here); drawing every token with the same seed always does."""
+    ids = as_array(ids, what, "iu", prompt.shape[:-1] + (prompt.shape[-1] + n,))
+    if not np.array_equal(ids[..., : prompt.shape[-1]], prompt):
+        raise TestFailure(f"{what}: the output must start with the prompt.")
+    new = ids[..., prompt.shape[-1]:].reshape(-1, n)
+    if new.min() < 0 or new.max() >= vocab_size:
+        raise TestFailure(f"{what}: the new tokens must be ids in [0, vocab_size).")
+    if any(len(set(row.tolist())) == 1 for row in new):
+        raise TestFailure(f"{what}, uniform logits: every new token of a row was the same; draw step s with the "
+                          "seed [seed, s], not the same seed at every step.")
+
+
 def _check_calls(calls, prompt_len: int, n: int, what: str) -> None:
     calls = as_array(calls, what, "iu", (None, 2))
     if n == 0:
@@ -210,7 +224,10 @@ def test_generate(ctx) -> None:
             vocab_size=case["vocab_size"], shift=case["shift"], gap=case["gap"], temperature=case["temperature"],
             seed=case["seed"],
         ), ("ids", "calls"), what)
-        _check_generation(reply["ids"], prompt, case["n"], case["vocab_size"], case["shift"], what)
+        if case["gap"] > 0:
+            _check_generation(reply["ids"], prompt, case["n"], case["vocab_size"], case["shift"], what)
+        else:
+            _check_uniform_generation(reply["ids"], prompt, case["n"], case["vocab_size"], what)
         _check_calls(reply["calls"], prompt.shape[-1], case["n"], what)
     reply = ctx.call("samplers.generate_invalid")
     if not isinstance(reply, dict):

@@ -13,9 +13,6 @@ WINDOWS = "make_windows:"
 BATCHES = "make_dataset without shuffle"
 SHUFFLE = "make_dataset shuffles"
 
-ENCODE_TEXTS = ("the hidden encode texts are random and short: whether one of them tells this order of merging "
-                "from the right one depends on the fixture seed (it does not at the self-check seed)")
-
 _NAIVE_TRAIN = '''
 @classmethod
 def train(cls, text, vocab_size):
@@ -84,7 +81,6 @@ MUTANTS = [
             "pair = next((p for p in zip(ids, ids[1:], strict=False) if p in self.rank), None)"),
         )),
         (BPE_ENCODE,),
-        gap=ENCODE_TEXTS,
     ),
     Mutant(
         "bpe-encode-latest-merge-first",
@@ -99,8 +95,9 @@ MUTANTS = [
         "bpe-encode-no-pretokenize",
         "BPE encode works on the whole text at once, so merges apply across chunk boundaries",
         Edit(M, "BPETokenizer.encode", patch=(("for chunk in pretokenize(text):", "for chunk in [text]:"),)),
+        # Caught only when a learned merge can straddle a chunk boundary; the fixtures look for such a text (best
+        # effort: at the self-check seed there is one).
         (BPE_ENCODE,),
-        gap=ENCODE_TEXTS,
     ),
     Mutant(
         "bpe-decode-per-token",
@@ -205,7 +202,5 @@ MUTANTS = [
                 return dataset.prefetch(tf.data.AUTOTUNE)
         '''),
         (SHUFFLE,),
-        gap=("the shuffle test checks that the order changes, not that windows change batches: shuffling whole "
-             "batches fails only when the batch order happens to come out unchanged"),
     ),
 ]
