@@ -150,6 +150,23 @@ def test_kv_cache(ctx) -> None:
         close(cached, full, f"{what}: logits with the KV cache vs full recompute", 1e-4, 1e-4)
 
 
+@hidden_test("TransformerLanguageModel equals the pre-LN oracle with copied weights", PART, 3.0)
+def test_model_oracle(ctx) -> None:
+    config = ctx.fixtures["transformer/model_config"]
+    tokens = ctx.fixtures["transformer/lm_tokens"]
+    names = ctx.fixtures["transformer/lm_weight_names"]
+    for positional in ("sinusoidal", "learned"):
+        weights = {n: ctx.fixtures[f"transformer/lm_weights/{n}"] for n in names
+                   if positional == "learned" or not n.startswith("position_embedding/")}
+        what = f"TransformerLanguageModel(positional='{positional}') with copied weights"
+        reply = expect_dict(ctx.call("transformer.model_with_weights", config=dict(config, positional=positional),
+                                     weights=weights, tokens=tokens), ("logits",), what)
+        logits = as_array(reply["logits"], f"logits of {what}", "f", tokens.shape + (config["vocab_size"],))
+        close(logits, ctx.fixtures[f"transformer/lm_logits/{positional}"],
+              f"{what} vs the pre-LN oracle (h = E[tokens] + positions; each block h += MHSA(norm1(h)), "
+              "h += mlp_output(mlp_hidden(norm2(h))); logits = final_norm(h) E^T + output_bias)", 1e-4, 1e-4)
+
+
 @hidden_test("TransformerLanguageModel rejects more than context_length tokens with ValueError", PART, 0.25)
 def test_too_long(ctx) -> None:
     config = ctx.fixtures["transformer/model_config"]

@@ -67,6 +67,45 @@ def model_forward(sub, config: dict, seed: int, tokens: np.ndarray) -> dict:
     return {"logits": to_numpy(model(tf.constant(tokens, tf.int32)))}
 
 
+def _assign_by_path(model, weights: dict, what: str) -> None:
+    """Assign each weights["<sublayer>/.../<variable>"] (a path below the model, e.g. "block_0/norm1/gamma").
+
+    Every component but the last is a sublayer attribute (token_embedding, block_0, attention, norm1, final_norm...,
+    the names the given __init__ creates); the last is the variable's name, looked up as an attribute of that
+    sublayer and, failing that, among its weights by name. Raises ValueError naming a missing sublayer or weight, or a
+    wrong shape.
+    """
+    for path, value in weights.items():
+        *layers, leaf = path.split("/")
+        owner, where = model, what
+        for name in layers:
+            owner, where = getattr(owner, name, None), f"{where}.{name}"
+            if owner is None:
+                raise ValueError(f"{where} does not exist: keep the sublayer names that the given code creates.")
+        variable = getattr(owner, leaf, None)
+        if hasattr(variable, "assign") and hasattr(variable, "shape"):
+            if tuple(variable.shape) != tuple(value.shape):
+                raise ValueError(f"{where}.{leaf} has shape {list(variable.shape)}, expected {list(value.shape)}.")
+            variable.assign(value)
+        else:
+            assign_weights(owner, {leaf: value}, where)
+
+
+@probe("transformer.model_with_weights")
+def model_with_weights(sub, config: dict, weights: dict, tokens: np.ndarray) -> dict:
+    """{"logits": [B, T, V]} of a TransformerLanguageModel(**config) after assigning `weights` by path.
+
+    weights: {"token_embedding/embeddings": [V, d], "position_embedding/embeddings" ("learned" only),
+    "block_<i>/attention/<query|key|value|output>_<kernel|bias>", "block_<i>/<norm1|norm2>/<gamma|beta>",
+    "block_<i>/<mlp_hidden|mlp_output>/<kernel|bias>", "final_norm/<gamma|beta>", "output_bias": [V]}.
+    """
+    import tensorflow as tf
+
+    model = _model(sub, config, 0)
+    _assign_by_path(model, weights, "TransformerLanguageModel")
+    return {"logits": to_numpy(model(tf.constant(tokens, tf.int32)))}
+
+
 @probe("transformer.tied_embedding")
 def tied_embedding(sub, config: dict, seed: int, tokens: np.ndarray, token: int, delta: np.ndarray) -> dict:
     """Logits before and after adding `delta`, then 2 * `delta`, to row `token` of token_embedding.embeddings."""
