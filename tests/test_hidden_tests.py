@@ -317,6 +317,39 @@ def test_broken_transformers_fail(fixtures: dict) -> None:
                transformer=namespace("transformer", TransformerLanguageModel=NoCache)) is not None
     assert run(find("scaled_dot_product_attention"), fixtures,
                transformer=namespace("transformer", scaled_dot_product_attention=unmasked)) is not None
+    model_oracle = find("TransformerLanguageModel equals the pre-LN oracle")
+    assert run(model_oracle, fixtures, transformer=namespace("transformer", TransformerLanguageModel=Reversed))
+    assert run(model_oracle, fixtures, transformer=namespace("transformer", TransformerLanguageModel=Constant))
+
+
+def test_model_oracle_names_a_missing_sublayer(fixtures: dict) -> None:
+    import keras
+
+    ref = fixtures_module.REFERENCE.module("transformer")
+
+    class Renamed(ref.TransformerLanguageModel):
+        """Correct logits, but the final LayerNorm is called head_norm instead of the prescribed final_norm."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.head_norm = self.final_norm
+            del self.final_norm
+
+        def build(self, input_shape):
+            self.final_norm = self.head_norm
+            super().build(input_shape)
+            del self.final_norm
+
+        def call(self, tokens, training=False):
+            h = self.token_embedding(tokens) + self.positions(0, tokens.shape[1])
+            for block in self.blocks:
+                h = block(h, training=training)
+            h = self.head_norm(h)
+            return keras.ops.einsum("btd,vd->btv", h, self.token_embedding.embeddings) + self.output_bias
+
+    message = run(find("TransformerLanguageModel equals the pre-LN oracle"), fixtures,
+                  transformer=namespace("transformer", TransformerLanguageModel=Renamed))
+    assert message is not None and "TransformerLanguageModel.final_norm does not exist" in message, message
 
 
 # ---------------------------------------------------------------------------------------------------- train
