@@ -81,3 +81,143 @@ def test_evaluate(ctx) -> None:
         close(np.float64(loss), np.float64(sequence_loss(labels[:n], logits[:n])), f"loss of {what}", 1e-5, 1e-5)
         close(np.float64(expect_number(reply["perplexity"], f"perplexity of {what}")), np.exp(loss),
               f"perplexity of {what} (exp(loss))", 1e-4, 1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+def _scenario_rng(ctx, stream: int) -> np.random.Generator:
+    """The random source of one checkpoint scenario, derived from the fixture seed."""
+    return np.random.default_rng([int(ctx.seed), 5, stream])
+
+
+def schedule_scenario(rng: np.random.Generator) -> dict:
+    """A run of maybe_save calls whose saves follow from arithmetic.
+
+    Between saves the fake clock moves by less than checkpoint_minutes / (checkpoint_every + 1) per step, so it alone
+    never triggers a save. Two clock jumps do: 0.6 of the interval at two consecutive steps that are not multiples of
+    checkpoint_every (only the second one has the full interval since the last save behind it), and 1.5 intervals at
+    one step of a later block. Every elapsed time stays at least a tenth of the interval away from the threshold.
+    """
+    every = int(rng.integers(3, 6))
+    minutes = float(rng.choice([1.5, 2.0, 2.5]))
+    interval = 60.0 * minutes
+    steps = 4 * every + 2
+    advances = np.round(rng.uniform(0.5, 0.9, steps) * interval / (every + 1), 3)
+    first = every + int(rng.integers(1, every - 1))  # first and first + 1 are not multiples of every
+    advances[first - 1] = advances[first] = 0.6 * interval
+    advances[2 * every + int(rng.integers(1, every)) - 1] = 1.5 * interval
+    return {"max_to_keep": int(rng.integers(2, 4)), "checkpoint_every": every, "checkpoint_minutes": minutes,
+            "advances": [float(a) for a in advances]}
+
+
+def expected_saves(checkpoint_every: int, checkpoint_minutes: float, advances: list[float]) -> tuple[list, list]:
+    """(saved by step, saved because of the clock only) as the handout defines them: a save at every multiple of
+    checkpoint_every and whenever checkpoint_minutes have passed since the last save (or since construction)."""
+    now = last = 0.0
+    saved, by_clock = [], []
+    for step, seconds in enumerate(advances, start=1):
+        now += seconds
+        due_by_time = now - last >= 60.0 * checkpoint_minutes
+        saved.append(step % checkpoint_every == 0 or due_by_time)
+        by_clock.append(due_by_time and step % checkpoint_every != 0)
+        if saved[-1]:
+            last = now
+    return saved, by_clock
+
+
+@hidden_test("checkpoint policy saves every N steps and every N minutes and keeps N", PART, 1.0)
+def test_checkpoint_schedule(ctx) -> None:
+    scenario = schedule_scenario(_scenario_rng(ctx, 1))
+    every, steps = scenario["checkpoint_every"], len(scenario["advances"])
+    saved, by_clock = expected_saves(every, scenario["checkpoint_minutes"], scenario["advances"])
+    assert sum(by_clock) >= 2, "the scenario must have saves due to the clock alone"
+    what = (f"CheckpointPolicy(max_to_keep={scenario['max_to_keep']}, checkpoint_every={every}, checkpoint_minutes, "
+            f"fake clock) and maybe_save at steps 1 to {steps}")
+    reply = expect_dict(ctx.call("train.checkpoint_schedule", vocab_size=ctx.fixtures["train/vocab_size"],
+                                 seed=ctx.seed, **scenario), ("saved", "kept"), what)
+    answers = reply["saved"]
+    if not isinstance(answers, list) or len(answers) != steps or not all(isinstance(a, bool) for a in answers):
+        raise TestFailure(f"{what}: the worker returned an unexpected reply.")
+    multiples = [s % every == 0 for s in range(1, steps + 1)]
+    if any(a and not e for a, e in zip(answers, saved, strict=True)):
+        raise TestFailure(f"{what}: saved at a step that is not a multiple of checkpoint_every although fewer than "
+                          "checkpoint_minutes had passed (by self.clock) since the last save.")
+    if any(m and not a for a, m in zip(answers, multiples, strict=True)):
+        raise TestFailure(f"{what}: did not save at a step that is a multiple of checkpoint_every.")
+    if answers != saved:
+        raise TestFailure(f"{what}: did not save at a step where checkpoint_minutes had passed since the last save "
+                          "(compare self.clock() - self.last_save_time with the minutes in seconds).")
+    expected_kept = [s for s, done in enumerate(saved, start=1) if done][-scenario["max_to_keep"]:]
+    if reply["kept"] != expected_kept:
+        raise TestFailure(f"{what}: the checkpoint files left in the directory are not the last max_to_keep saved.")
+
+
+def best_scenario(rng: np.random.Generator) -> list[float]:
+    """Validation losses: a first one, a worse one, an improvement, a tie with the best, an improvement, worse ones."""
+    first = round(float(rng.uniform(2.5, 4.0)), 3)
+    worse, better, further, worst = np.round(rng.uniform(0.05, 0.5, 4), 3)
+    improved = round(first - better, 3)
+    best = round(improved - further, 3)
+    return [first, round(first + worse, 3), improved, improved, best, round(best + worst, 3), first]
+
+
+@hidden_test("save_best saves only on a strict improvement", PART, 1.0)
+def test_save_best(ctx) -> None:
+    losses = best_scenario(_scenario_rng(ctx, 2))
+    expected = [loss < min(losses[:i], default=np.inf) for i, loss in enumerate(losses)]
+    what = f"save_best(loss) called {len(losses)} times at steps 1, 2, ..."
+    reply = expect_dict(ctx.call("train.checkpoint_best", vocab_size=ctx.fixtures["train/vocab_size"], seed=ctx.seed,
+                                 losses=losses), ("answers", "best_loss", "best", "regular"), what)
+    answers = reply["answers"]
+    if not isinstance(answers, list) or len(answers) != len(losses):
+        raise TestFailure(f"{what}: the worker returned an unexpected reply.")
+    if any(a and not e for a, e in zip(answers, expected, strict=True)):
+        raise TestFailure(f"{what}: saved (returned True) for a loss that is not strictly lower than the best so far "
+                          "(a loss equal to the best is no improvement).")
+    if answers != expected:
+        raise TestFailure(f"{what}: did not save (returned False) for a loss strictly lower than the best so far.")
+    if expect_number(reply["best_loss"], f"best_loss after {what}") != min(losses):
+        raise TestFailure(f"{what}: best_loss is not the lowest loss seen (assign it on every improvement).")
+    if len(reply["best"]) != 1 or reply["regular"]:
+        raise TestFailure(f"{what}: expected the single best checkpoint in directory/best (saved with best_manager) "
+                          f"and no regular checkpoint, found {len(reply['best'])} in best/ and "
+                          f"{len(reply['regular'])} in the directory.")
+
+
+def _same_arrays(actual, expected, what: str, atol: float = 0.0) -> None:
+    if not isinstance(actual, list) or len(actual) != len(expected):
+        count = len(actual) if isinstance(actual, list) else "no"
+        raise TestFailure(f"{what}: expected {len(expected)} variables, found {count}.")
+    for a, e in zip(actual, expected, strict=True):
+        close(as_array(a, what, "fiu", e.shape), e, what, atol, 0.0)
+
+
+@hidden_test("restore resumes model, optimizer and step exactly", PART, 1.5)
+def test_restore(ctx) -> None:
+    rng = _scenario_rng(ctx, 3)
+    vocab = ctx.fixtures["train/vocab_size"]
+    steps = int(rng.integers(2, 5))
+    inputs, labels = (rng.integers(0, vocab, (steps + 1, 3, 5)).astype(np.int32) for _ in range(2))
+    what = ("restore() of a checkpoint saved after a few Adam updates, into a fresh unbuilt model, a fresh Adam and a "
+            "fresh data iterator")
+    reply = expect_dict(ctx.call("train.checkpoint_restore", vocab_size=vocab, seed=ctx.seed, inputs=inputs,
+                                 labels=labels, learning_rate=float(rng.uniform(0.01, 0.05)), steps=steps),
+                        ("returned", "step", "iterations", "next_item", "saved", "restored", "continued", "resumed"),
+                        what)
+    if reply["returned"] != steps:
+        raise TestFailure(f"{what}: restore() did not return the restored step.")
+    if reply["step"] != steps:
+        raise TestFailure(f"{what}: the step counter was not restored.")
+    saved, restored = reply["saved"], reply["restored"]
+    expected_weights = [as_array(w, "saved weights", "f") for w in saved["weights"]]
+    _same_arrays(restored["weights"], expected_weights,
+                 f"{what}: the model's weights (build the model, then restore the whole checkpoint)")
+    if reply["iterations"] != steps:
+        raise TestFailure(f"{what}: the optimizer's iteration count was not restored.")
+    _same_arrays(restored["optimizer"], [as_array(v, "saved optimizer variables", "fiu") for v in saved["optimizer"]],
+                 f"{what}: the optimizer's variables (build the optimizer with optimizer.build("
+                 "model.trainable_variables) before restoring, so that restore() fills its moments)")
+    if reply["next_item"] != steps:
+        raise TestFailure(f"{what}: the data iterator was not restored to its saved position.")
+    continued = reply["continued"]
+    _same_arrays(reply["resumed"]["weights"], [as_array(w, "weights", "f") for w in continued["weights"]],
+                 f"{what}: the weights after one more update of the resumed run and of the uninterrupted run", 1e-6)
