@@ -1,6 +1,8 @@
-"""Hidden tests of part 5 (train.py): loss, train_step, evaluate, checkpoint policy, resume and TensorBoard logs.
+"""Hidden tests of part 5 (train.py): loss, train_step, evaluate, and the checkpoint policy (when to save, the best
+checkpoint, resuming).
 
-The probes train a tiny Embedding -> Dense model defined by the grader, so only train.py is under test here.
+The probes train a tiny one-hot -> Dense model defined by the grader, so only train.py is under test here. The
+TensorBoard logs are written by given code (`fit`), so no test reads them back.
 """
 
 from __future__ import annotations
