@@ -3,8 +3,11 @@
 import numpy as np
 
 
-def test_pretokenize_splits_words_with_their_leading_space(preprocess):
-    assert preprocess.pretokenize("Hello world") == ["Hello", " world"]
+def test_char_tokenizer_ids_are_positions_in_the_sorted_vocabulary(preprocess):
+    tokenizer = preprocess.CharTokenizer.train("hello")
+    assert tokenizer.chars == ["e", "h", "l", "o"]
+    assert tokenizer.encode("hello") == [1, 0, 2, 2, 3]
+    assert tokenizer.decode([3, 2, 0]) == "ole"
 
 
 def test_bpe_learns_the_only_repeated_pair(preprocess):

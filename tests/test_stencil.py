@@ -344,4 +344,6 @@ def test_public_tests_pass_on_the_reference_and_fail_with_the_todo_on_the_stenci
     for case in stencil:
         failure = case.find("failure")
         assert failure is not None, f"{case.get('name')} does not fail on the untouched stencil"
-        assert "NotImplementedError: TODO(part " in failure.get("message", ""), failure.get("message")
+        message = failure.get("message", "")
+        # Keras re-raises errors of a layer's call() with its own preamble; the TODO text must still be in the message.
+        assert message.startswith("NotImplementedError") and "TODO(part " in message, message
