@@ -21,7 +21,9 @@ keras==3.12.4
 numpy==2.2.6
 scipy==1.15.3
 """
-EXCLUDED_DIRS = {"__pycache__", "mutants"}
+EXCLUDED_DIRS = {"__pycache__", "mutants", "alternatives", "adversarial"}
+"""Staff-only material (self-check catalog and its submissions) that Gradescope does not need."""
+EXCLUDED_FILES = {"autograder/selfcheck.py"}
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
@@ -35,7 +37,8 @@ def zip_entries(root: Path = ROOT) -> dict[str, bytes | Path]:
     }
     for folder in ("autograder", "assignment"):
         for path in sorted((root / folder).rglob("*.py")):
-            if not EXCLUDED_DIRS.intersection(path.relative_to(root).parts):
+            relative = path.relative_to(root)
+            if not EXCLUDED_DIRS.intersection(relative.parts) and relative.as_posix() not in EXCLUDED_FILES:
                 entries[path.relative_to(root).as_posix()] = path
     for name in ("data/__init__.py", "data/prepare.py"):
         entries[name] = root / name
