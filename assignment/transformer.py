@@ -304,8 +304,8 @@ class TransformerLanguageModel(keras.Model):
         """Run tokens int32 [B, T] after the prefix cached in `state` (None = empty); returns (logits, new state).
 
         The state is {"caches": one {"key", "value"} cache per block, "position": number of positions seen}. The
-        T new tokens get the positions position, ..., position + T - 1; each block attends over its cache and returns
-        the longer cache. The logits [B, T, V] equal those of `call` on the whole sequence.
+        logits [B, T, V] equal those of `call` on the whole sequence. The work is done by `cached_forward`, run as
+        one TensorFlow graph (`tf.config.run_functions_eagerly(True)` runs it eagerly, for debugging).
         """
         if state is not None and (not isinstance(state, dict) or set(state) != {"caches", "position"}
                                   or len(state["caches"]) != len(self.blocks)):
@@ -316,15 +316,33 @@ class TransformerLanguageModel(keras.Model):
             self.build(tuple(tokens.shape))
         if state is None:
             state = self.initial_state(tf.shape(tokens)[0])
-        # BEGIN SOLUTION (part 4): Run the new tokens through the blocks with their caches; return logits and state.
-        length = tokens.shape[1]
-        h = self.token_embedding(tokens) + self.positions(start, length)
-        caches = []
-        for block, cache in zip(self.blocks, state["caches"], strict=True):
+        logits, caches = self._compiled_cached_forward(tokens, state["caches"], tf.constant(start, tf.int32))
+        return logits, {"caches": caches, "position": start + int(tokens.shape[1])}
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def _compiled_cached_forward(
+        self, tokens: tf.Tensor, caches: list[dict[str, tf.Tensor]], start: tf.Tensor
+    ) -> tuple[tf.Tensor, list[dict[str, tf.Tensor]]]:
+        """`cached_forward` as a graph: a generated token then costs milliseconds instead of Python op dispatch."""
+        return self.cached_forward(tokens, caches, start)
+
+    def cached_forward(
+        self, tokens: tf.Tensor, caches: list[dict[str, tf.Tensor]], start: tf.Tensor
+    ) -> tuple[tf.Tensor, list[dict[str, tf.Tensor]]]:
+        """Logits [B, T, V] of tokens [B, T] at positions start, ..., start + T - 1, and every block's longer cache.
+
+        h = token_embedding(tokens) + positions(start, T); each block runs on h with its cache {"key", "value"}
+        [B, H, S, hd] and returns (h, cache [B, H, S + T, hd]); the logits are final_norm(h) E^T + output_bias.
+        `start` is an int32 scalar tensor (this runs inside tf.function, so use tf.shape(tokens)[1] for T).
+        """
+        # BEGIN SOLUTION (part 4): Run the new tokens through the blocks with their caches; return logits and caches.
+        h = self.token_embedding(tokens) + self.positions(start, tf.shape(tokens)[1])
+        new_caches = []
+        for block, cache in zip(self.blocks, caches, strict=True):
             h, cache = block(h, cache=cache)
-            caches.append(cache)
+            new_caches.append(cache)
         logits = tf.einsum("btd,vd->btv", self.final_norm(h), self.token_embedding.embeddings) + self.output_bias
-        return logits, {"caches": caches, "position": start + length}
+        return logits, new_caches
         # END SOLUTION
 
     def get_config(self) -> dict:

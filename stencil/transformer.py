@@ -273,8 +273,8 @@ class TransformerLanguageModel(keras.Model):
         """Run tokens int32 [B, T] after the prefix cached in `state` (None = empty); returns (logits, new state).
 
         The state is {"caches": one {"key", "value"} cache per block, "position": number of positions seen}. The
-        T new tokens get the positions position, ..., position + T - 1; each block attends over its cache and returns
-        the longer cache. The logits [B, T, V] equal those of `call` on the whole sequence.
+        logits [B, T, V] equal those of `call` on the whole sequence. The work is done by `cached_forward`, run as
+        one TensorFlow graph (`tf.config.run_functions_eagerly(True)` runs it eagerly, for debugging).
         """
         if state is not None and (not isinstance(state, dict) or set(state) != {"caches", "position"}
                                   or len(state["caches"]) != len(self.blocks)):
@@ -285,8 +285,27 @@ class TransformerLanguageModel(keras.Model):
             self.build(tuple(tokens.shape))
         if state is None:
             state = self.initial_state(tf.shape(tokens)[0])
+        logits, caches = self._compiled_cached_forward(tokens, state["caches"], tf.constant(start, tf.int32))
+        return logits, {"caches": caches, "position": start + int(tokens.shape[1])}
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def _compiled_cached_forward(
+        self, tokens: tf.Tensor, caches: list[dict[str, tf.Tensor]], start: tf.Tensor
+    ) -> tuple[tf.Tensor, list[dict[str, tf.Tensor]]]:
+        """`cached_forward` as a graph: a generated token then costs milliseconds instead of Python op dispatch."""
+        return self.cached_forward(tokens, caches, start)
+
+    def cached_forward(
+        self, tokens: tf.Tensor, caches: list[dict[str, tf.Tensor]], start: tf.Tensor
+    ) -> tuple[tf.Tensor, list[dict[str, tf.Tensor]]]:
+        """Logits [B, T, V] of tokens [B, T] at positions start, ..., start + T - 1, and every block's longer cache.
+
+        h = token_embedding(tokens) + positions(start, T); each block runs on h with its cache {"key", "value"}
+        [B, H, S, hd] and returns (h, cache [B, H, S + T, hd]); the logits are final_norm(h) E^T + output_bias.
+        `start` is an int32 scalar tensor (this runs inside tf.function, so use tf.shape(tokens)[1] for T).
+        """
         raise NotImplementedError(
-            "TODO(part 4): Run the new tokens through the blocks with their caches; return logits and state."
+            "TODO(part 4): Run the new tokens through the blocks with their caches; return logits and caches."
         )
 
     def get_config(self) -> dict:

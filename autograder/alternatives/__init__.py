@@ -30,7 +30,7 @@ EINSUM_ATTENTION = Alternative(
         Edit("transformer", "positional_encoding", replacement='''
             def positional_encoding(length, d_model):
                 dims = tf.range(d_model)
-                rates = tf.pow(10000.0, -tf.cast(2 * (dims // 2), tf.float64) / d_model)  # [d_model]
+                rates = tf.pow(tf.constant(10000.0, tf.float64), -tf.cast(2 * (dims // 2), tf.float64) / d_model)
                 angles = tf.cast(tf.range(length), tf.float64)[:, None] * rates[None, :]
                 return tf.cast(tf.where(dims % 2 == 0, tf.sin(angles), tf.cos(angles)), tf.float32)
         '''),

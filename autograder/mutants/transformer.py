@@ -16,7 +16,7 @@ KV = "TransformerLanguageModel.step with the KV cache"
 MODEL_ORACLE = "TransformerLanguageModel equals the pre-LN oracle"
 
 EMBED_POSITIONS = "h = self.token_embedding(tokens) + self.positions(0, tf.shape(tokens)[1])"
-STEP_POSITIONS = "h = self.token_embedding(tokens) + self.positions(start, length)"
+STEP_POSITIONS = "h = self.token_embedding(tokens) + self.positions(start, tf.shape(tokens)[1])"
 
 _ENCODING = """
 def positional_encoding(length, d_model):
@@ -150,14 +150,15 @@ MUTANTS = [
         "positions-missing",
         "the model adds no positional information to the token embeddings (in call and in step)",
         (Edit(M, "TransformerLanguageModel.call", patch=((EMBED_POSITIONS, "h = self.token_embedding(tokens)"),)),
-         Edit(M, "TransformerLanguageModel.step", patch=((STEP_POSITIONS, "h = self.token_embedding(tokens)"),))),
+         Edit(M, "TransformerLanguageModel.cached_forward",
+              patch=((STEP_POSITIONS, "h = self.token_embedding(tokens)"),))),
         (MODEL_ORACLE,),
     ),
     Mutant(
         "step-positions-restart",
         "step() gives the new tokens positions 0, 1, ... instead of continuing after the cached prefix",
-        Edit(M, "TransformerLanguageModel.step",
-             patch=((STEP_POSITIONS, "h = self.token_embedding(tokens) + self.positions(0, length)"),)),
+        Edit(M, "TransformerLanguageModel.cached_forward",
+             patch=((STEP_POSITIONS, "h = self.token_embedding(tokens) + self.positions(0, tf.shape(tokens)[1])"),)),
         (KV,),
     ),
     Mutant(
@@ -185,7 +186,7 @@ MUTANTS = [
         "final-norm-missing",
         "the model skips the final LayerNorm before the output layer (in call and in step)",
         (Edit(M, "TransformerLanguageModel.call", patch=(("h = self.final_norm(h)\n", "\n"),)),
-         Edit(M, "TransformerLanguageModel.step", patch=(("self.final_norm(h)", "h"),))),
+         Edit(M, "TransformerLanguageModel.cached_forward", patch=(("self.final_norm(h)", "h"),))),
         (MODEL_ORACLE,),
     ),
     Mutant(
@@ -197,7 +198,7 @@ MUTANTS = [
             '        self.lm_head = keras.layers.Dense(vocab_size, use_bias=False, name="lm_head")'),)),
          Edit(M, "TransformerLanguageModel.call",
               patch=(('tf.einsum("btd,vd->btv", h, self.token_embedding.embeddings)', "self.lm_head(h)"),)),
-         Edit(M, "TransformerLanguageModel.step", patch=((
+         Edit(M, "TransformerLanguageModel.cached_forward", patch=((
              'tf.einsum("btd,vd->btv", self.final_norm(h), self.token_embedding.embeddings)',
              "self.lm_head(self.final_norm(h))"),))),
         (TIED,),
