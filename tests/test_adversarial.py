@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -29,27 +30,31 @@ from autograder.mutants import write_submission
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 4321
-WORKER_USER = "lmworker"
+WORKER_USERS = ("lmworker", "lmworker2")
+"""One user per concurrent grading run: after a crash the judge kills every process of its worker's user."""
 IS_ROOT = os.geteuid() == 0
+GRADING_PYTHON = os.environ.get("LMKIT_GRADING_PYTHON", sys.executable)
+"""The interpreter that grades (judge and worker): CI points this at one outside root's home, so that the worker's
+user can run it and the privilege drop is exercised for real."""
 TIMEOUT_SCALE = 0.1  # 6 s per probe call: the infinite loop costs seconds, not a minute
 ALL_PARTS = tuple(sorted({p for a in ADVERSARIES for p in a.parts}))
 
 
-def _ensure_user() -> bool:
-    """Create the worker user when missing; True when this module created it."""
+def _ensure_user(name: str) -> bool:
+    """Create the worker user `name` when missing; True when this module created it."""
     try:
-        subprocess.run(["id", "-u", WORKER_USER], check=True, capture_output=True)
+        subprocess.run(["id", "-u", name], check=True, capture_output=True)
         return False
     except subprocess.CalledProcessError:
         subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
-                        "/usr/sbin/nologin", WORKER_USER], check=True, capture_output=True)
+                        "/usr/sbin/nologin", name], check=True, capture_output=True)
         return True
 
 
 def _runs_as_worker_user() -> bool:
     """Whether the worker user can start this interpreter (not when it lives in root's home, e.g. pyenv)."""
     try:
-        return subprocess.run([sys.executable, "-c", "import numpy"], user=WORKER_USER, cwd="/", timeout=60,
+        return subprocess.run([GRADING_PYTHON, "-c", "import numpy"], user=WORKER_USERS[0], cwd="/", timeout=60,
                               capture_output=True).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
@@ -61,7 +66,8 @@ DROP_SKIP = ("only the privilege drop stops this attack: it needs the judge to r
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
-    """A root-only copy of the kit with fixtures for the graded parts; yields (kit dir, shared dir, worker user)."""
+    """A root-only copy of the kit with fixtures for the graded parts; yields (kit dir, shared dir, worker users or
+    "none")."""
     base = tmp_path_factory.mktemp("kit")
     os.chmod(base, 0o700)
     kit_dir = base / "source"
@@ -69,23 +75,23 @@ def kit(tmp_path_factory):
         shutil.copytree(ROOT / name, kit_dir / name, ignore=shutil.ignore_patterns("__pycache__"))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     parts = [p for p in ALL_PARTS if p != "audit"]
-    subprocess.run([sys.executable, "-m", "autograder", "fixtures", "--seed", str(SEED), "--out",
+    subprocess.run([GRADING_PYTHON, "-m", "autograder", "fixtures", "--seed", str(SEED), "--out",
                     str(kit_dir / "dist" / "fixtures"), "--parts", *parts], cwd=kit_dir, env=env, check=True,
                    capture_output=True)
-    created = _ensure_user() if IS_ROOT else False
+    created = [name for name in WORKER_USERS if IS_ROOT and _ensure_user(name)]
     drop = IS_ROOT and _runs_as_worker_user()
     shared = Path(tempfile.mkdtemp(prefix="lm-adversary-"))
     os.chmod(shared, 0o1777)
-    yield kit_dir, shared, WORKER_USER if drop else "none"
+    yield kit_dir, shared, WORKER_USERS if drop else "none"
     shutil.rmtree(shared, ignore_errors=True)
-    if created:
-        subprocess.run(["userdel", WORKER_USER], check=False, capture_output=True)
+    for name in created:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
 
 
 def _grade(kit_dir: Path, submission: Path, results: Path, parts, user: str) -> tuple[dict | None, str, float]:
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "autograder", "grade", "--submission", str(submission), "--results", str(results),
+        [GRADING_PYTHON, "-m", "autograder", "grade", "--submission", str(submission), "--results", str(results),
          "--parts", *parts, "--fixtures", str(kit_dir / "dist" / "fixtures"), "--worker-user", user,
          "--timeout-scale", str(TIMEOUT_SCALE), "--quiet"],
         cwd=kit_dir, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=600)
@@ -97,18 +103,29 @@ def _grade(kit_dir: Path, submission: Path, results: Path, parts, user: str) -> 
 @pytest.fixture(scope="module")
 def graded(kit, tmp_path_factory):
     """Grade every adversary (and the reference twice), two at a time; {id: (results, console output, seconds)}."""
-    kit_dir, shared, user = kit
+    kit_dir, shared, users = kit
+    free: queue.Queue = queue.Queue()
+    for user in ("none",) * 2 if users == "none" else users:
+        free.put(user)
+
+    def grade(submission: Path, results: Path, parts) -> tuple[dict | None, str, float]:
+        user = free.get()  # never two concurrent runs with the same worker user
+        try:
+            return _grade(kit_dir, submission, results, parts, user)
+        finally:
+            free.put(user)
+
     scratch = tmp_path_factory.mktemp("adversaries")
     jobs = {}
     for adversary in ADVERSARIES:
-        if adversary.needs_drop and user == "none":
+        if adversary.needs_drop and users == "none":
             continue
         jobs[adversary.id] = (adversary.write(scratch / adversary.id / "submission", shared), adversary.parts)
     reference = write_submission((), scratch / "reference" / "submission")
     for label in ("reference-1", "reference-2"):
         jobs[label] = (reference, ALL_PARTS)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        futures = {key: pool.submit(_grade, kit_dir, sub, scratch / f"{key}.json", parts, user)
+        futures = {key: pool.submit(grade, sub, scratch / f"{key}.json", parts)
                    for key, (sub, parts) in jobs.items()}
         out = {key: future.result() for key, future in futures.items()}
     time.sleep(3)  # give escaped processes time to tamper with results.json after the judge wrote it
