@@ -222,20 +222,6 @@ def _corpus(rng: np.random.Generator, words: int, lexicon_size: int) -> str:
 UNICODE_EXTRAS = ["e\u0301", "👩\u200d💻", "漢字かな", "Ωμέγα", "ﬁ", "\r\n", "  ", "\t", "😀!", "100%", "x²"]
 
 
-def _encode_leftmost(chunks: Sequence[str], merges: Sequence[tuple[int, int]]) -> list[int]:
-    """A classic wrong encoder: in each chunk, repeatedly merge the leftmost learned pair (not the lowest rank)."""
-    rank = {tuple(pair): i for i, pair in enumerate(merges)}
-    out: list[int] = []
-    for chunk in chunks:
-        ids = list(chunk.encode("utf-8"))
-        pair = next((p for p in zip(ids, ids[1:], strict=False) if p in rank), None)
-        while pair is not None:
-            ids = oracles._merge(ids, pair, 256 + rank[pair])
-            pair = next((p for p in zip(ids, ids[1:], strict=False) if p in rank), None)
-        out.extend(ids)
-    return out
-
-
 def _encode_texts(rng: np.random.Generator, merges: list, pretokenize: Callable[[str], list[str]],
                   count: int = 4, tries: int = 300) -> list[str]:
     """`count` hidden Unicode texts (then "") for encode and round trips.
@@ -251,7 +237,7 @@ def _encode_texts(rng: np.random.Generator, merges: list, pretokenize: Callable[
 
     def separates(text: str) -> tuple[bool, bool]:
         right = oracles.bpe_encode_naive(pretokenize(text), merges)
-        return (_encode_leftmost(pretokenize(text), merges) != right,
+        return (oracles.bpe_encode_leftmost(pretokenize(text), merges) != right,
                 oracles.bpe_encode_naive([text], merges) != right)
 
     texts = [draw() for _ in range(count)]

@@ -178,6 +178,18 @@ def bpe_encode_naive(chunks: Sequence[str], merges: Sequence[tuple[int, int]]) -
     return out
 
 
+
+def bpe_encode_leftmost(chunks: Sequence[str], merges: Sequence[tuple[int, int]]) -> list[int]:
+    """A classic wrong encoder: in each chunk, repeatedly apply the leftmost learned pair (not the lowest rank)."""
+    rank = {tuple(pair): i for i, pair in enumerate(merges)}
+    out: list[int] = []
+    for chunk in chunks:
+        ids = list(chunk.encode("utf-8"))
+        while (pair := next((p for p in zip(ids, ids[1:], strict=False) if p in rank), None)) is not None:
+            ids = _merge(ids, pair, 256 + rank[pair])
+        out.extend(ids)
+    return out
+
 # ---------------------------------------------------------------------------------------------------- transformer
 def positional_encoding(length: int, d_model: int) -> np.ndarray:
     """Interleaved sinusoidal encoding [length, d_model]: even dims sin, odd dims cos, float64."""

@@ -172,24 +172,24 @@ def test_invalid_arguments(ctx) -> None:
     expect_errors(ctx.call("samplers.invalid_arguments"), "sampler argument checks")
 
 
-def _check_generation(ids, prompt: np.ndarray, n: int, vocab_size: int, shift: int, what: str) -> None:
-    shape = prompt.shape[:-1] + (prompt.shape[-1] + n,)
-    ids = as_array(ids, what, "iu", shape)
+def _new_tokens(ids, prompt: np.ndarray, n: int, what: str) -> np.ndarray:
+    """The n new ids after the prompt, once `ids` is an int array [..., T0 + n] that starts with the prompt."""
+    ids = as_array(ids, what, "iu", prompt.shape[:-1] + (prompt.shape[-1] + n,))
     if not np.array_equal(ids[..., : prompt.shape[-1]], prompt):
         raise TestFailure(f"{what}: the output must start with the prompt.")
-    steps = np.arange(1, n + 1)
-    expected = (prompt[..., -1:] + shift * steps) % vocab_size
-    if not np.array_equal(ids[..., prompt.shape[-1]:], expected):
+    return ids[..., prompt.shape[-1]:]
+
+
+def _check_generation(ids, prompt: np.ndarray, n: int, vocab_size: int, shift: int, what: str) -> None:
+    expected = (prompt[..., -1:] + shift * np.arange(1, n + 1)) % vocab_size
+    if not np.array_equal(_new_tokens(ids, prompt, n, what), expected):
         raise TestFailure(f"{what}: the new tokens are not the ones the model's step() logits make (near) certain.")
 
 
 def _check_uniform_generation(ids, prompt: np.ndarray, n: int, vocab_size: int, what: str) -> None:
     """A model with uniform logits: the new tokens must vary within each row. A correct sampler draws n equal tokens
     in a row with probability V^-(n-1) (11^-39 here); drawing every token with the same seed always does."""
-    ids = as_array(ids, what, "iu", prompt.shape[:-1] + (prompt.shape[-1] + n,))
-    if not np.array_equal(ids[..., : prompt.shape[-1]], prompt):
-        raise TestFailure(f"{what}: the output must start with the prompt.")
-    new = ids[..., prompt.shape[-1]:].reshape(-1, n)
+    new = _new_tokens(ids, prompt, n, what).reshape(-1, n)
     if new.min() < 0 or new.max() >= vocab_size:
         raise TestFailure(f"{what}: the new tokens must be ids in [0, vocab_size).")
     if any(len(set(row.tolist())) == 1 for row in new):
