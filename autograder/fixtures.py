@@ -153,6 +153,14 @@ def _samplers(rng: np.random.Generator) -> Fixtures:
         # gap 0: uniform logits, so only the per-step seeds [seed, s] make the 40 new tokens differ.
         {"prompt": prompt_2d, "n": 40, "vocab_size": 11, "shift": shift, "gap": 0.0, "temperature": 1.0, "seed": seed},
     ]
+    # A model with a context_length: the cache fills and restarts; a prompt longer than the context is cut.
+    context = int(rng.integers(5, 8))
+    fx["samplers/generate_restart_cases"] = [
+        {"prompt": prompt_2d, "n": 3 * context, "vocab_size": 11, "shift": shift, "gap": 30.0, "temperature": 0.0,
+         "seed": seed, "context_length": context},
+        {"prompt": rng.integers(0, 11, context + 2).tolist(), "n": context + 3, "vocab_size": 11, "shift": shift,
+         "gap": 30.0, "temperature": 1.0, "seed": seed, "context_length": context},
+    ]
     _check_samplers_reference(fx)
     return fx
 

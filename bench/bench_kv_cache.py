@@ -3,10 +3,12 @@
     python bench/bench_kv_cache.py [--tokens 256] [--context-length 128] [--d-model 128] [--num-layers 4] [--batch 1]
 
 Builds an untrained TransformerLanguageModel with the default training configuration (weights do not change the
-cost), then times `samplers.generate` (one `model.step` per new token, its cached forward pass compiled with
-tf.function; the cache restarts from the last context_length - 1 tokens when full) against a loop that calls the model
-on the whole window for every new token, both eagerly and compiled with tf.function. Prints tokens/s and speed-ups,
-and checks that the new tokens agree under greedy decoding until the first cache restart.
+cost), then times `samplers.generate` (one `model.step` per new token: the cache has a fixed capacity of
+context_length positions and the one-token step is compiled by XLA; when the cache is full it restarts from the last
+context_length // 2 tokens) against a loop that calls the model on the last context_length tokens for every new
+token, both eagerly and compiled with tf.function. Both decode greedily; the cache is also timed with sampling
+(temperature 0.8, top-k 40, top-p 0.95). Every variant runs once untimed first, so tracing and XLA compilation are
+left out. Prints tokens/s and speed-ups, and checks that the new tokens agree until the first cache restart.
 """
 
 from __future__ import annotations
@@ -59,11 +61,14 @@ def main() -> None:
         result = np.asarray(fn())
         return result, time.perf_counter() - start
 
-    # Warm-up outside the clock: trace the graphs (relaxed to any length after the first shapes).
-    samplers.generate(model, prompt, 8, temperature=0.0)
-    samplers.generate(model, prompt[:, :4], 8, temperature=0.0)
+    sampling = {"temperature": 0.8, "top_k": 40, "top_p": 0.95}
+    # Warm-up outside the clock: trace the graphs and compile the XLA step.
+    samplers.generate(model, prompt, args.tokens, temperature=0.0)
+    samplers.generate(model, prompt, 8, **sampling)
     recompute(8, compiled_call)
+    recompute(args.context_length, compiled_call)
     cached, cached_time = timed(lambda: samplers.generate(model, prompt, args.tokens, temperature=0.0))
+    _, sampled_time = timed(lambda: samplers.generate(model, prompt, args.tokens, **sampling))
     compiled, compiled_time = timed(lambda: recompute(args.tokens, compiled_call))
     eager, eager_time = timed(lambda: recompute(args.tokens, model))
 
@@ -71,6 +76,7 @@ def main() -> None:
     print(f"transformer d_model={args.d_model} layers={args.num_layers} heads={args.num_heads} "
           f"context={args.context_length}, batch {args.batch}, {args.tokens} new tokens (CPU)")
     print(f"KV cache (generate):          {n / cached_time:8.1f} tokens/s  ({cached_time:.2f} s)")
+    print(f"KV cache, sampling:           {n / sampled_time:8.1f} tokens/s  ({sampled_time:.2f} s)")
     print(f"recompute, tf.function:       {n / compiled_time:8.1f} tokens/s  ({compiled_time:.2f} s)   "
           f"cache speed-up x{compiled_time / cached_time:.1f}")
     print(f"recompute, eager:             {n / eager_time:8.1f} tokens/s  ({eager_time:.2f} s)   "

@@ -5,12 +5,17 @@ multi-head self-attention (weights laid out as in `keras.layers.MultiHeadAttenti
 and the language model, whose output layer reuses the token embedding matrix. `TransformerLanguageModel.step` runs new
 tokens after a cached prefix, so generation costs one position per new token instead of a full recompute.
 
-Shapes: B batch, T new positions, S cached positions, H heads, hd = d_model / H head size, V vocabulary size.
+The key/value cache has a fixed capacity of C = context_length positions, preallocated with zeros: new keys and values
+are written at their positions and the queries attend to every cached position up to their own. Fixed shapes let
+XLA compile the one-token decoding step once for all positions.
+
+Shapes: B batch, T new positions, S cached positions, C cache capacity, H heads, hd = d_model / H head size,
+V vocabulary size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import tensorflow as tf
@@ -80,6 +85,17 @@ def merge_heads(x: tf.Tensor) -> tf.Tensor:
     raise NotImplementedError("TODO(part 4): Swap the head and time axes.")
 
 
+def update_cache(cache: tf.Tensor, new: tf.Tensor, start: int | tf.Tensor) -> tf.Tensor:
+    """cache [B, H, C, hd] with positions start, ..., start + T - 1 replaced by new [B, H, T, hd]; the rest is kept.
+
+    Written with one-hot rows instead of slicing at `start`, so that XLA compiles one graph for every start.
+    Requires start + T <= C.
+    """
+    rows = tf.one_hot(start + tf.range(tf.shape(new)[2]), tf.shape(cache)[2], dtype=cache.dtype)  # [T, C]
+    kept = 1.0 - tf.reduce_sum(rows, axis=0)  # [C]: 0 at the positions being written, 1 elsewhere
+    return cache * kept[:, None] + tf.einsum("tc,bhtd->bhcd", rows, new)
+
+
 class MultiHeadSelfAttention(keras.layers.Layer):
     """Causal multi-head self-attention with an optional key/value cache.
 
@@ -115,19 +131,26 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.output_bias = self.add_weight(name="output_bias", shape=(d,), initializer="zeros")
 
     def call(
-        self, x: tf.Tensor, cache: dict[str, tf.Tensor] | None = None, training: bool = False
+        self,
+        x: tf.Tensor,
+        cache: dict[str, tf.Tensor] | None = None,
+        start: int | tf.Tensor = 0,
+        training: bool = False,
     ) -> tf.Tensor | tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        """y [B, T, d_model] from x [B, T, d_model]; with a cache {"key", "value": [B, H, S, hd]}, (y, new_cache).
+        """y [B, T, d_model] from x [B, T, d_model]; with a cache {"key", "value": [B, H, C, hd]}, (y, new_cache).
 
         Project x to q, k, v [B, T, H, hd] (einsum with the kernels, plus the biases) and split the heads
-        ([B, H, T, hd]). With a cache, append the new keys and values to the cached ones along time (they become the
-        new cache, [B, H, S + T, hd]). Query t (absolute position S + t) attends to the keys at positions <= S + t.
-        Drop out the attended values (training only), merge the heads and project them with the output kernel.
+        ([B, H, T, hd]). Without a cache, query t attends to the keys at positions <= t. With a cache holding
+        `start` positions (an int or int32 scalar tensor), x is at positions start, ..., start + T - 1: write the new
+        keys and values into the cache there (`update_cache`; the results are the new cache) and let query t attend
+        to the cached keys at positions <= start + t (rows start, ..., start + T - 1 of causal_mask(C), taken with
+        tf.gather: slicing at a tensor `start` would make XLA compile a new graph for every position). Drop out the
+        attended values (training only), merge the heads and project them with the output kernel.
         """
         if cache is not None and set(cache) != {"key", "value"}:
             raise ValueError(f"cache must be a dict with the keys 'key' and 'value', got {sorted(cache)}")
         raise NotImplementedError(
-            "TODO(part 4): Project, split heads, append to the cache, attend causally, merge heads, project."
+            "TODO(part 4): Project, split heads, write the cache, attend causally, merge heads, project."
         )
 
     def get_config(self) -> dict:
@@ -162,9 +185,13 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_output.build((*input_shape[:-1], 4 * self.d_model))
 
     def call(
-        self, x: tf.Tensor, cache: dict[str, tf.Tensor] | None = None, training: bool = False
+        self,
+        x: tf.Tensor,
+        cache: dict[str, tf.Tensor] | None = None,
+        start: int | tf.Tensor = 0,
+        training: bool = False,
     ) -> tf.Tensor | tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        """x [B, T, d_model] -> [B, T, d_model]; with a cache (as MultiHeadSelfAttention), (output, new_cache)."""
+        """x [B, T, d_model] -> [B, T, d_model]; with a cache and start (as MultiHeadSelfAttention), (output, cache)."""
         raise NotImplementedError(
             "TODO(part 4): Apply the attention and MLP residual branches (pre-LN, dropout on each branch)."
         )
@@ -236,9 +263,10 @@ class TransformerLanguageModel(keras.Model):
 
     def positions(self, start: int | tf.Tensor, length: int | tf.Tensor) -> tf.Tensor:
         """float32 [length, d_model]: the position vectors of positions start, ..., start + length - 1."""
+        indices = start + tf.range(length)  # not tf.range(start, start + length): XLA needs a static length
         if self.position_embedding is not None:
-            return self.position_embedding(tf.range(start, start + length))
-        return positional_encoding(self.context_length, self.d_model)[start : start + length]
+            return self.position_embedding(indices)
+        return tf.gather(positional_encoding(self.context_length, self.d_model), indices)
 
     def _check_tokens(self, tokens: tf.Tensor, start: int = 0) -> tf.Tensor:
         """tokens as int32 [B, T]; ValueError unless integer ids of rank 2 with start + T <= context_length."""
@@ -265,16 +293,18 @@ class TransformerLanguageModel(keras.Model):
         )
 
     def initial_state(self, batch_size: int | tf.Tensor) -> dict:
-        """The state before any token: every layer's cache empty ([B, H, 0, hd]) and position 0."""
-        empty = tf.zeros([batch_size, self.num_heads, 0, self.d_model // self.num_heads])
+        """The state before any token: every layer's cache zeros [B, H, C, hd] with C = context_length, position 0."""
+        empty = tf.zeros([batch_size, self.num_heads, self.context_length, self.d_model // self.num_heads])
         return {"caches": [{"key": empty, "value": empty} for _ in self.blocks], "position": 0}
 
     def step(self, tokens: tf.Tensor, state: dict | None = None) -> tuple[tf.Tensor, dict]:
         """Run tokens int32 [B, T] after the prefix cached in `state` (None = empty); returns (logits, new state).
 
-        The state is {"caches": one {"key", "value"} cache per block, "position": number of positions seen}. The
-        logits [B, T, V] equal those of `call` on the whole sequence. The work is done by `cached_forward`, run as
-        one TensorFlow graph (`tf.config.run_functions_eagerly(True)` runs it eagerly, for debugging).
+        The state is {"caches": one {"key", "value"} cache [B, H, C, hd] per block, "position": number of positions
+        seen}. The logits [B, T, V] equal those of `call` on the whole sequence. The work is done by
+        `cached_forward`, run as one TensorFlow graph; a single new token (T = 1, the generation loop) runs a graph
+        compiled by XLA, unless XLA cannot compile it. `tf.config.run_functions_eagerly(True)` runs it eagerly, for
+        debugging.
         """
         if state is not None and (not isinstance(state, dict) or set(state) != {"caches", "position"}
                                   or len(state["caches"]) != len(self.blocks)):
@@ -285,8 +315,25 @@ class TransformerLanguageModel(keras.Model):
             self.build(tuple(tokens.shape))
         if state is None:
             state = self.initial_state(tf.shape(tokens)[0])
-        logits, caches = self._compiled_cached_forward(tokens, state["caches"], tf.constant(start, tf.int32))
-        return logits, {"caches": caches, "position": start + int(tokens.shape[1])}
+        arguments = (tokens, state["caches"], tf.constant(start, tf.int32))
+        new_state = {"position": start + int(tokens.shape[1])}
+        if tokens.shape[1] == 1 and getattr(self, "_decode_with_xla", True):
+            try:
+                logits, new_state["caches"] = self._decoder(arguments)(*arguments)
+                return logits, new_state
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+                self._decode_with_xla = False  # an operation XLA cannot compile, or an error the graph will repeat
+        logits, new_state["caches"] = self._compiled_cached_forward(*arguments)
+        return logits, new_state
+
+    def _decoder(self, arguments: tuple) -> Callable:
+        """The XLA-compiled `cached_forward` for arguments of these shapes, as a concrete function: calling it skips
+        the lookup that tf.function makes on every call, which costs about as much as the step itself."""
+        decoders = self.__dict__.setdefault("_xla_decoders", {})  # not a tracked attribute: never checkpointed
+        key = tuple(arguments[0].shape)
+        if key not in decoders:
+            decoders[key] = self._xla_cached_forward.get_concrete_function(*arguments)
+        return decoders[key]
 
     @tf.function(reduce_retracing=True, autograph=False)
     def _compiled_cached_forward(
@@ -295,14 +342,23 @@ class TransformerLanguageModel(keras.Model):
         """`cached_forward` as a graph: a generated token then costs milliseconds instead of Python op dispatch."""
         return self.cached_forward(tokens, caches, start)
 
+    @tf.function(jit_compile=True, autograph=False)
+    def _xla_cached_forward(
+        self, tokens: tf.Tensor, caches: list[dict[str, tf.Tensor]], start: tf.Tensor
+    ) -> tuple[tf.Tensor, list[dict[str, tf.Tensor]]]:
+        """`cached_forward` fused by XLA: about a millisecond per token at the default size. The cache's fixed shape
+        means one compilation serves every position."""
+        return self.cached_forward(tokens, caches, start)
+
     def cached_forward(
         self, tokens: tf.Tensor, caches: list[dict[str, tf.Tensor]], start: tf.Tensor
     ) -> tuple[tf.Tensor, list[dict[str, tf.Tensor]]]:
-        """Logits [B, T, V] of tokens [B, T] at positions start, ..., start + T - 1, and every block's longer cache.
+        """Logits [B, T, V] of tokens [B, T] at positions start, ..., start + T - 1, and every block's updated cache.
 
         h = token_embedding(tokens) + positions(start, T); each block runs on h with its cache {"key", "value"}
-        [B, H, S, hd] and returns (h, cache [B, H, S + T, hd]); the logits are final_norm(h) E^T + output_bias.
-        `start` is an int32 scalar tensor (this runs inside tf.function, so use tf.shape(tokens)[1] for T).
+        [B, H, C, hd] holding `start` positions and returns (h, cache with positions up to start + T - 1 written);
+        the logits are final_norm(h) E^T + output_bias. `start` is an int32 scalar tensor (this runs inside
+        tf.function, so use tf.shape(tokens)[1] for T).
         """
         raise NotImplementedError(
             "TODO(part 4): Run the new tokens through the blocks with their caches; return logits and caches."

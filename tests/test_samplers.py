@@ -302,10 +302,10 @@ def test_generate_restarts_the_cache_at_the_context_length():
     model = SumModel(vocab_size=7, context_length=5)
     ids = samplers.generate(model, [1, 2, 3], max_new_tokens=5, temperature=0.0)
     # [1,2,3] sum 6 -> 6; feed 6 (cache 4) sum 12 -> 5; feed 5 (cache 5 = full) sum 17 -> 3.
-    # Feeding 3 would make 6 positions: restart from the last 4 tokens [3, 6, 5, 3], sum 17 -> 3 (without the restart
-    # the sum would be 20 -> 6). Feed 3 (cache 5) sum 20 -> 6.
-    assert ids.numpy().tolist() == [1, 2, 3, 6, 5, 3, 3, 6]
-    assert model.calls == [(3, None), (1, (6, 3)), (1, (12, 4)), (4, None), (1, (17, 4))]
+    # Feeding 3 would make 6 positions: restart from the last 5 // 2 = 2 tokens [5, 3], sum 8 -> 1 (without the
+    # restart the sum would be 20 -> 6). Feed 1 (cache 3) sum 9 -> 2.
+    assert ids.numpy().tolist() == [1, 2, 3, 6, 5, 3, 1, 2]
+    assert model.calls == [(3, None), (1, (6, 3)), (1, (12, 4)), (2, None), (1, (8, 2))]
 
 
 def test_generate_cuts_a_long_prompt_to_the_context_length():
@@ -349,14 +349,14 @@ def test_generate_with_the_transformer_cache_matches_recomputing_the_window():
                                                  num_layers=1)
     prompt = np.array([[1, 2, 3], [4, 5, 6]], np.int32)
     ids = samplers.generate(model, prompt, max_new_tokens=7, temperature=1.0, seed=3).numpy()
-    # Recompute every step from scratch (no cache) on the window the handout's rule gives: the whole sequence while
-    # it fits in 6 positions (tokens 0..3), then after each restart the last 5 tokens, then those 5 plus one.
-    seq = prompt
+    # Recompute every step from scratch (no cache) on the window the handout's rule gives: the cache holds the prompt,
+    # grows by one token per step until it holds 6, then restarts from the last 6 // 2 = 3 tokens.
+    seq, window = prompt, 3
     for s in range(7):
-        window = seq if seq.shape[1] <= 6 else seq[:, -(5 if (seq.shape[1] - 6) % 2 else 6):]
-        logits = model(tf.constant(window))[:, -1, :]
+        logits = model(tf.constant(seq[:, -window:]))[:, -1, :]
         next_ids = samplers.sample(logits, temperature=1.0, seed=tf.constant([3, s])).numpy()
         seq = np.concatenate([seq, next_ids[:, None]], axis=1)
+        window = 3 if window == 6 else window + 1
     np.testing.assert_array_equal(ids, seq)
 
 

@@ -23,6 +23,7 @@ from assignment.transformer import (  # noqa: E402
     positional_encoding,
     scaled_dot_product_attention,
     split_heads,
+    update_cache,
 )
 
 CONFIG = {"vocab_size": 19, "context_length": 10, "d_model": 16, "num_heads": 4, "num_layers": 2}
@@ -200,13 +201,30 @@ def test_attention_layer_with_a_cache_equals_keras_on_the_whole_sequence():
     layer(x[:, :1])
     randomize(layer, rng)
     expected = np.asarray(keras_attention(layer)(x, x, use_causal_mask=True))
-    cache = {"key": tf.zeros([3, 2, 0, 4]), "value": tf.zeros([3, 2, 0, 4])}  # S = 0
+    # The keys and values of all 6 positions, [B, H, T, hd], straight from the einsum kernels.
+    keys = np.einsum("btd,dhk->bhtk", x, layer.key_kernel.numpy()) + layer.key_bias.numpy()[None, :, None, :]
+    values = np.einsum("btd,dhk->bhtk", x, layer.value_kernel.numpy()) + layer.value_bias.numpy()[None, :, None, :]
+    cache = {"key": tf.zeros([3, 2, 8, 4]), "value": tf.zeros([3, 2, 8, 4])}  # capacity C = 8, S = 0
     outputs = []
     for start, stop in ((0, 2), (2, 3), (3, 6)):
-        y, cache = layer(x[:, start:stop], cache=cache)
+        y, cache = layer(x[:, start:stop], cache=cache, start=start)
         outputs.append(y)
-        assert cache["key"].shape == cache["value"].shape == (3, 2, stop, 4)
+        assert cache["key"].shape == cache["value"].shape == (3, 2, 8, 4)
+        # Positions < stop hold their keys and values; the rest of the capacity is still zero.
+        np.testing.assert_allclose(cache["key"][:, :, :stop], keys[:, :, :stop], atol=1e-5)
+        np.testing.assert_allclose(cache["value"][:, :, :stop], values[:, :, :stop], atol=1e-5)
+        assert not np.any(cache["key"][:, :, stop:]) and not np.any(cache["value"][:, :, stop:])
     np.testing.assert_allclose(np.concatenate(outputs, axis=1), expected, atol=1e-5)
+
+
+def test_update_cache_writes_the_new_positions_and_keeps_the_rest():
+    rng = np.random.default_rng(12)
+    cache = rng.normal(size=(2, 3, 7, 4)).astype(np.float32)
+    new = rng.normal(size=(2, 3, 2, 4)).astype(np.float32)
+    updated = update_cache(tf.constant(cache), tf.constant(new), tf.constant(4)).numpy()
+    expected = cache.copy()
+    expected[:, :, 4:6] = new
+    np.testing.assert_array_equal(updated, expected)  # exact: the one-hot products add zeros only
 
 
 def test_attention_layer_is_causal():
@@ -317,6 +335,25 @@ def test_step_before_the_first_call_builds_the_model():
     logits, state = model.step(np.array([[1, 2, 3]], np.int32))
     assert logits.shape == (1, 3, CONFIG["vocab_size"]) and state["position"] == 3
     np.testing.assert_allclose(logits, model(np.array([[1, 2, 3]], np.int32)), atol=1e-5)
+
+
+class NumpyFunctionModel(TransformerLanguageModel):
+    """A cached_forward with an operation XLA cannot compile (a numpy function): step must still work."""
+
+    def cached_forward(self, tokens, caches, start):
+        logits, caches = super().cached_forward(tokens, caches, start)
+        return tf.numpy_function(lambda a: a, [logits], tf.float32, stateful=False), caches
+
+
+def test_step_falls_back_to_a_plain_graph_when_xla_cannot_compile():
+    keras.utils.set_random_seed(0)
+    model = NumpyFunctionModel(**CONFIG)
+    tokens = np.array([[1, 2, 3, 4]], np.int32)
+    full = model(tokens).numpy()
+    logits, state = model.step(tokens[:, :3])
+    for _ in range(2):  # the first one-token step meets the XLA error, the second goes straight to the graph
+        logits, _ = model.step(tokens[:, 3:], state)
+        np.testing.assert_allclose(np.reshape(logits, full[:, 3:].shape), full[:, 3:], atol=1e-5)
 
 
 def test_more_than_context_length_positions_raise_value_error():

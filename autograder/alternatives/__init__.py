@@ -12,7 +12,7 @@ from ..mutants import Alternative, Edit
 EINSUM_ATTENTION = Alternative(
     "einsum-attention",
     "transformer: einsum attention with -inf masking, band_part causal mask, heads projected straight to "
-    "[B, H, T, hd], positional encoding by parity of the dimension",
+    "[B, H, T, hd], the cache written by tensor_scatter_nd_update, positional encoding by parity of the dimension",
     (
         Edit("transformer", "causal_mask", replacement='''
             def causal_mask(length):
@@ -43,27 +43,31 @@ EINSUM_ATTENTION = Alternative(
                 return tf.einsum("bhtk->bthk", x)
         '''),
         Edit("transformer", "MultiHeadSelfAttention.call", replacement='''
-            def call(self, x, cache=None, training=False):
+            def call(self, x, cache=None, start=0, training=False):
                 def project(name):
                     kernel, bias = getattr(self, f"{name}_kernel"), getattr(self, f"{name}_bias")
                     return tf.einsum("btd,dhk->bhtk", x, kernel) + bias[None, :, None, :]
 
+                def write(old, new, positions):  # scatter along time, moved to the front
+                    updated = tf.tensor_scatter_nd_update(tf.transpose(old, [2, 0, 1, 3]), positions[:, None],
+                                                          tf.transpose(new, [2, 0, 1, 3]))
+                    return tf.transpose(updated, [1, 2, 0, 3])
+
                 q, k, v = project("query"), project("key"), project("value")
-                new_length = tf.shape(x)[1]
+                query_positions = tf.range(tf.shape(x)[1])
                 if cache is not None:
-                    k = tf.concat([cache["key"], k], axis=2)
-                    v = tf.concat([cache["value"], v], axis=2)
-                total = tf.shape(k)[2]
-                query_positions = tf.range(total - new_length, total)
-                mask = tf.range(total)[None, :] <= query_positions[:, None]
+                    query_positions += start
+                    k = write(cache["key"], k, query_positions)
+                    v = write(cache["value"], v, query_positions)
+                mask = tf.range(tf.shape(k)[2])[None, :] <= query_positions[:, None]
                 attended, _ = scaled_dot_product_attention(q, k, v, mask)
                 attended = self.dropout(attended, training=training)
                 y = tf.einsum("bhtk,hkd->btd", attended, self.output_kernel) + self.output_bias
                 return y if cache is None else (y, {"key": k, "value": v})
         '''),
         Edit("transformer", "TransformerBlock.call", replacement='''
-            def call(self, x, cache=None, training=False):
-                branch = self.attention(self.norm1(x), cache=cache, training=training)
+            def call(self, x, cache=None, start=0, training=False):
+                branch = self.attention(self.norm1(x), cache=cache, start=start, training=training)
                 new_cache = None
                 if cache is not None:
                     branch, new_cache = branch
@@ -185,7 +189,7 @@ SORT_FREE_SAMPLERS = Alternative(
                     if s == max_new_tokens:
                         break
                     if limit is not None and length >= limit:
-                        batched_tail = batched[:, -max(limit - 1, 1):]
+                        batched_tail = batched[:, -max(limit // 2, 1):]
                         logits, state = model.step(batched_tail)
                         length = batched_tail.shape[1]
                     else:

@@ -213,6 +213,44 @@ def _check_calls(calls, prompt_len: int, n: int, what: str) -> None:
                           "returned by the previous call.")
 
 
+def _restart_calls(prompt_len: int, n: int, context_length: int) -> list[list[int]]:
+    """The step calls (new tokens, cached positions) of the handout's rule: the prompt cut to its last C tokens, then
+    one token at a time, and when the cache holds C positions a fresh start from the last max(C // 2, 1) tokens.
+    Only the n - 1 tokens that are fed back count: feeding the last token too is allowed separately."""
+    cached = min(prompt_len, context_length)
+    calls = [[cached, 0]]
+    for _ in range(n - 1):
+        if cached >= context_length:
+            cached = max(context_length // 2, 1)
+            calls.append([cached, 0])
+        else:
+            calls.append([1, cached])
+            cached += 1
+    return calls
+
+
+@hidden_test("generate restarts the cache from the last context_length // 2 tokens when it is full", PART, 0.5)
+def test_generate_restart(ctx) -> None:
+    for case in ctx.fixtures["samplers/generate_restart_cases"]:
+        prompt = np.asarray(case["prompt"], dtype=np.int64)
+        c, n = case["context_length"], case["n"]
+        what = f"generate(model with context_length={c}, prompt of shape {list(prompt.shape)}, max_new_tokens={n})"
+        reply = expect_dict(ctx.call(
+            "samplers.generate", prompt=prompt.astype(np.int32), max_new_tokens=n, vocab_size=case["vocab_size"],
+            shift=case["shift"], gap=case["gap"], temperature=case["temperature"], seed=case["seed"],
+            context_length=c,
+        ), ("ids", "calls"), what)
+        _check_generation(reply["ids"], prompt, n, case["vocab_size"], case["shift"], what)
+        calls = as_array(reply["calls"], what, "iu", (None, 2)).tolist()
+        expected = _restart_calls(prompt.shape[-1], n, c)
+        if calls != expected and calls[:-1] != expected:
+            raise TestFailure(
+                f"{what}: expected the step calls (new tokens, cached positions) {expected}, got {calls}. Cut the "
+                f"prompt to its last context_length tokens; when the cache is full, restart it (state None) from the "
+                f"last context_length // 2 tokens."
+            )
+
+
 @hidden_test("generate returns prompt + max_new_tokens ids and uses model.step with the carried state", PART,
              weight=1.0)
 def test_generate(ctx) -> None:

@@ -17,6 +17,7 @@ TOP_P_LAW = "sample with top_p follows"
 SEED = "sample is reproducible"
 INVALID = "samplers reject invalid"
 GENERATE = "generate returns prompt"
+RESTART = "generate restarts the cache"
 
 _TOP_P = """
 def top_p_filter(logits, p):
@@ -166,15 +167,17 @@ MUTANTS = [
     Mutant(
         "generate-recomputes-sequence",
         "generate calls model.step on the whole sequence for every new token (no state, no cache)",
-        Edit(M, "generate", patch=(("logits, state = model.step(next_ids[:, None], state)",
-                                    "logits, state = model.step(ids)"),)),
+        Edit(M, "generate", patch=((
+            "logits, state = model.step(tf.expand_dims(new_ids[-1], 1), state)",
+            "logits, state = model.step(tf.concat([ids, tf.stack(new_ids, axis=1)], axis=1))",
+        ),)),
         (GENERATE,),
     ),
     Mutant(
         "generate-state-dropped",
         "generate passes each new token to model.step without the state it returned",
-        Edit(M, "generate", patch=(("logits, state = model.step(next_ids[:, None], state)",
-                                    "logits, state = model.step(next_ids[:, None])"),)),
+        Edit(M, "generate", patch=(("logits, state = model.step(tf.expand_dims(new_ids[-1], 1), state)",
+                                    "logits, state = model.step(tf.expand_dims(new_ids[-1], 1))"),)),
         (GENERATE,),
     ),
     Mutant(
@@ -191,6 +194,19 @@ MUTANTS = [
                                     "    ids = ids[:, int(tf.shape(prompt)[-1]):]\n"
                                     "    return ids[0] if unbatched else ids"),)),
         (GENERATE,),
+    ),
+    Mutant(
+        "generate-restart-keeps-all-but-one",
+        "when the cache is full, generate restarts it from the last context_length - 1 tokens (a restart every token)",
+        Edit(M, "generate", patch=(("keep = max(context_length // 2, 1)", "keep = max(context_length - 1, 1)"),)),
+        (RESTART,),
+    ),
+    Mutant(
+        "generate-never-restarts",
+        "generate keeps feeding one token at a time past the model's context_length",
+        Edit(M, "generate", patch=(("if context_length is not None and cached >= context_length:",
+                                    "if False:"),)),
+        (RESTART,),
     ),
     Mutant(
         "generate-same-seed-every-step",

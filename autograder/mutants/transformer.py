@@ -165,8 +165,8 @@ MUTANTS = [
         "post-layer-norm",
         "the block normalises after each residual sum (post-LN) instead of before each branch (pre-LN)",
         Edit(M, "TransformerBlock.call", replacement='''
-            def call(self, x, cache=None, training=False):
-                attended = self.attention(x, cache=cache, training=training)
+            def call(self, x, cache=None, start=0, training=False):
+                attended = self.attention(x, cache=cache, start=start, training=training)
                 if cache is not None:
                     attended, cache = attended
                 x = self.norm1(x + self.dropout(attended, training=training))
@@ -204,12 +204,11 @@ MUTANTS = [
         (TIED,),
     ),
     Mutant(
-        "kv-cache-appends-twice",
-        "the attention layer appends the new keys and values to the cache twice",
+        "kv-cache-written-at-zero",
+        "the attention layer writes the new keys and values at positions 0, 1, ... instead of after the cached ones",
         Edit(M, "MultiHeadSelfAttention.call", patch=(
-            ('return y if cache is None else (y, {"key": k, "value": v})',
-             'return y if cache is None else (y, {"key": tf.concat([k, k[:, :, cached:]], axis=2), '
-             '"value": tf.concat([v, v[:, :, cached:]], axis=2)})'),
+            ('k = update_cache(cache["key"], k, start)', 'k = update_cache(cache["key"], k, 0)'),
+            ('v = update_cache(cache["value"], v, start)', 'v = update_cache(cache["value"], v, 0)'),
         )),
         (KV,),
     ),
@@ -223,10 +222,9 @@ MUTANTS = [
     ),
     Mutant(
         "kv-cache-mask-first-rows",
-        "with a cache, the new queries take the first T rows of the causal mask instead of the last T",
+        "with a cache, the new queries take rows 0 .. T - 1 of the causal mask instead of rows start .. start + T - 1",
         Edit(M, "MultiHeadSelfAttention.call", patch=(
-            ("mask = causal_mask(cached + tf.shape(x)[1])[cached:]",
-             "mask = causal_mask(cached + tf.shape(x)[1])[: tf.shape(x)[1]]"),
+            ("start + tf.range(tf.shape(x)[1])", "tf.range(tf.shape(x)[1])"),
         )),
         (KV,),
     ),

@@ -87,13 +87,16 @@ class CountingModel:
     """A stub language model for `generate`: the next token is (last token + shift) mod V, with margin `gap`.
 
     `step(tokens [B, t], state)` returns logits [B, t, V] where row (b, s) puts `gap` on (tokens[b, s] + shift) % V
-    and 0 elsewhere; the state counts the positions seen. Calls are recorded as (t, state position).
+    and 0 elsewhere; the state counts the positions seen. Calls are recorded as (t, state position). With a
+    `context_length`, the model has that attribute and refuses a step that would hold more positions.
     """
 
-    def __init__(self, vocab_size: int, shift: int, gap: float):
+    def __init__(self, vocab_size: int, shift: int, gap: float, context_length: int | None = None):
         self.vocab_size = vocab_size
         self.shift = shift
         self.gap = gap
+        if context_length is not None:
+            self.context_length = int(context_length)
         self.calls: list[list[int]] = []
 
     def step(self, tokens, state=None):
@@ -102,6 +105,10 @@ class CountingModel:
         tokens = tf.convert_to_tensor(tokens)
         position = 0 if state is None else int(state)
         self.calls.append([int(tokens.shape[1]), position])
+        limit = getattr(self, "context_length", None)
+        if limit is not None and position + int(tokens.shape[1]) > limit:
+            raise ValueError(f"step: {position} cached + {int(tokens.shape[1])} new positions exceed "
+                             f"context_length = {limit}")
         target = (tf.cast(tokens, tf.int32) + self.shift) % self.vocab_size
         logits = self.gap * tf.one_hot(target, self.vocab_size, dtype=tf.float32)
         return logits, position + int(tokens.shape[1])
@@ -112,10 +119,10 @@ class CountingModel:
 
 @probe("samplers.generate")
 def generate(sub, prompt: np.ndarray, max_new_tokens: int, vocab_size: int, shift: int, gap: float,
-             temperature: float, seed: int) -> dict:
+             temperature: float, seed: int, context_length: int | None = None) -> dict:
     """Run generate() on a CountingModel; returns the ids and the recorded step calls [num_calls, 2]."""
     samplers = sub.module("samplers")
-    model = CountingModel(vocab_size, shift, gap)
+    model = CountingModel(vocab_size, shift, gap, context_length)
     ids = samplers.generate(model, prompt, max_new_tokens, temperature=temperature, seed=int(seed))
     return {"ids": to_numpy(ids), "calls": np.asarray(model.calls, dtype=np.int64).reshape(-1, 2)}
 
