@@ -239,7 +239,11 @@ class TransformerLanguageModel(keras.Model):
         final_norm: keras.layers.LayerNormalization applied before the output layer.
         output_bias: float32 [V].
         context_length: int, the most positions the model sees (call and step refuse more).
+        jit_decode: bool, whether step runs a single new token through XLA (True by default; False skips the
+            compilation, which takes a second or two and some memory, for a slower step).
     """
+
+    jit_decode = True
 
     def __init__(
         self,
@@ -334,8 +338,8 @@ class TransformerLanguageModel(keras.Model):
         The state is {"caches": one {"key", "value"} cache [B, H, C, hd] per block, "position": number of positions
         seen}. The logits [B, T, V] equal those of `call` on the whole sequence. The work is done by
         `cached_forward`, run as one TensorFlow graph; a single new token (T = 1, the generation loop) runs a graph
-        compiled by XLA, unless XLA cannot compile it. `tf.config.run_functions_eagerly(True)` runs it eagerly, for
-        debugging.
+        compiled by XLA when `jit_decode` is True and XLA can compile it. `tf.config.run_functions_eagerly(True)`
+        runs it eagerly, for debugging.
         """
         if state is not None and (not isinstance(state, dict) or set(state) != {"caches", "position"}
                                   or len(state["caches"]) != len(self.blocks)):
@@ -348,12 +352,12 @@ class TransformerLanguageModel(keras.Model):
             state = self.initial_state(tf.shape(tokens)[0])
         arguments = (tokens, state["caches"], tf.constant(start, tf.int32))
         new_state = {"position": start + int(tokens.shape[1])}
-        if tokens.shape[1] == 1 and getattr(self, "_decode_with_xla", True):
+        if tokens.shape[1] == 1 and self.jit_decode:
             try:
                 logits, new_state["caches"] = self._decoder(arguments)(*arguments)
                 return logits, new_state
             except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
-                self._decode_with_xla = False  # an operation XLA cannot compile, or an error the graph will repeat
+                self.jit_decode = False  # an operation XLA cannot compile, or an error the graph will repeat
         logits, new_state["caches"] = self._compiled_cached_forward(*arguments)
         return logits, new_state
 

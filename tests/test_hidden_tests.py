@@ -137,6 +137,18 @@ def test_fixtures_change_with_the_seed(fixtures: dict) -> None:
 GRADED = [t for t in ALL_TESTS if t.part in ("preprocess", "rnn", "lstm", "samplers", "transformer", "train")]
 
 
+def test_encode_texts_always_include_one_that_separates_leftmost_merging() -> None:
+    from assignment.preprocess import pretokenize
+
+    # (2, 3) is learned before (1, 2): on bytes 1 2 3 the learned order merges 2 with 3 first, leftmost-first merging
+    # merges 1 with 2. Random corpus words never hold these control bytes, so the text has to be constructed.
+    merges = [(2, 3), (1, 2)]
+    texts = fixtures_module._encode_texts(np.random.default_rng(0), merges, pretokenize, count=2, tries=0)
+    assert "\x01\x02\x03" in texts and texts[-1] == ""
+    assert any(oracles.bpe_encode_leftmost(pretokenize(t), merges) != oracles.bpe_encode_naive(pretokenize(t), merges)
+               for t in texts)
+
+
 @pytest.mark.parametrize("test", GRADED, ids=[t.name for t in GRADED])
 def test_reference_passes(test, fixtures: dict) -> None:
     assert run(test, fixtures) is None

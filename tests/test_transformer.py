@@ -351,9 +351,11 @@ def test_step_falls_back_to_a_plain_graph_when_xla_cannot_compile():
     tokens = np.array([[1, 2, 3, 4]], np.int32)
     full = model(tokens).numpy()
     logits, state = model.step(tokens[:, :3])
+    assert model.jit_decode
     for _ in range(2):  # the first one-token step meets the XLA error, the second goes straight to the graph
         logits, _ = model.step(tokens[:, 3:], state)
         np.testing.assert_allclose(np.reshape(logits, full[:, 3:].shape), full[:, 3:], atol=1e-5)
+        assert not model.jit_decode
 
 
 def test_more_than_context_length_positions_raise_value_error():

@@ -129,6 +129,7 @@ def kv_cache(sub, config: dict, seed: int, tokens: np.ndarray, prefix: int) -> d
     import tensorflow as tf
 
     model = _model(sub, config, seed)
+    model.jit_decode = False  # the logits are graded, not XLA: the plain graph needs no compilation and less memory
     x = tf.constant(tokens, tf.int32)
     full = to_numpy(model(x))
     logits, state = model.step(x[:, :prefix])
