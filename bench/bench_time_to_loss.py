@@ -1,13 +1,26 @@
 """Benchmark: wall time for the transformer to reach a validation loss on Tiny Shakespeare (character level).
 
-    python bench/bench_time_to_loss.py [TEXT] [--target 1.88] [--max-steps 3000] [--max-seconds 600]
+    python bench/bench_time_to_loss.py [TEXT] [--target 1.88] [--lr 1e-3] [--warmup 100] [--decay-steps N]
+        [--beta2 0.999] [--weight-decay 0.1] [--seed 0] [--eval-every 100] [--skip-modes [--jit-compile]]
 
 The configuration of nanoGPT's well-known character-level CPU run: first 90 % of TEXT for training, last 10 % for
-validation, 4 layers, 4 heads, d_model 128, context 64, batch 12, dropout 0, AdamW (lr 1e-3 with 100 warmup steps
-and cosine decay over --max-steps), clipping at 1. First prints tokens/s of the train step run eagerly, in
-`tf.function` and with `jit_compile=True` (20 timed steps each), then trains with the fastest compiled mode,
-evaluating 20 validation batches every 100 steps, until the validation loss is <= --target or a limit is hit. The
-wall time excludes evaluation and tracing.
+validation, 4 layers, 4 heads, d_model 128, context 64, batch 12, dropout 0, clipping at global norm 1. The
+optimiser is AdamW: peak learning rate --lr reached linearly over --warmup steps, then cosine decay to lr / 10 at
+step --decay-steps (default --max-steps) and constant after it, beta2 --beta2, decoupled weight decay
+--weight-decay on the kernels and embeddings only (the weights of rank >= 2; biases and layer norms are not
+decayed). --seed seeds
+the initial weights (`keras.utils.set_random_seed`) and the order of the training batches.
+
+Unless --skip-modes, it first prints tokens/s of the train step run eagerly, in `tf.function` and with
+`jit_compile=True` (20 timed steps each, after 3 untimed ones) and trains with the faster compiled mode; with
+--skip-modes it trains with `tf.function` directly (with `jit_compile=True` when --jit-compile is also given). Every
+--eval-every steps it evaluates the mean loss over the first 20 validation batches of 64 windows, and stops as soon
+as that loss is <= --target, or after --max-steps steps, or once the training time exceeds --max-seconds.
+
+The reported training time is the sum over steps 2, 3, ..., n of the wall time of fetching the batch and running
+the compiled step until its loss is available on the host. It excludes building the model, step 1 (which traces
+the step function), the evaluations and printing. The reported step n is the first evaluated step whose validation
+loss is <= --target, so the true first step is resolved to --eval-every steps.
 """
 
 from __future__ import annotations
@@ -24,15 +37,40 @@ DEFAULT_TEXT = ROOT.parent / "shared" / "bench" / "tinyshakespeare.txt"
 CONFIG = {"model": "transformer", "context_length": 64, "d_model": 128, "num_heads": 4, "num_layers": 4,
           "dropout": 0.0, "positional": "learned"}
 BATCH = 12
+EVAL_BATCHES, EVAL_BATCH_SIZE = 20, 64
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("text", nargs="?", type=Path, default=DEFAULT_TEXT)
+    parser.add_argument("--target", type=float, default=1.88, help="validation loss to reach")
+    parser.add_argument("--max-steps", type=int, default=3000)
+    parser.add_argument("--max-seconds", type=float, default=600.0, help="stop once training took this long")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
+    parser.add_argument("--decay-steps", type=int, default=None,
+                        help="step at which the cosine decay reaches lr / 10 (default: --max-steps)")
+    parser.add_argument("--beta2", type=float, default=0.999, help="AdamW's beta_2")
+    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW's decoupled weight decay")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batch order")
+    parser.add_argument("--eval-every", type=int, default=100, help="steps between validation evaluations")
+    parser.add_argument("--skip-modes", action="store_true",
+                        help="skip the eager / tf.function / jit_compile comparison and train with tf.function")
+    parser.add_argument("--jit-compile", action="store_true", help="with --skip-modes: train with jit_compile=True")
+    args = parser.parse_args(argv)
+    args.decay_steps = args.max_steps if args.decay_steps is None else args.decay_steps
+    for name in ("max_steps", "decay_steps", "eval_every"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0 <= args.warmup < args.decay_steps:
+        parser.error("--warmup must be >= 0 and smaller than --decay-steps")
+    if not args.lr > 0 or args.weight_decay < 0 or not 0 < args.beta2 < 1:
+        parser.error("need --lr > 0, --weight-decay >= 0 and 0 < --beta2 < 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("text", nargs="?", type=Path, default=DEFAULT_TEXT)
-    parser.add_argument("--target", type=float, default=1.88)
-    parser.add_argument("--max-steps", type=int, default=3000)
-    parser.add_argument("--max-seconds", type=float, default=600.0)
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     if not args.text.is_file():
         print(f"error: no text file {args.text}", file=sys.stderr)
         return 2
@@ -48,44 +86,51 @@ def main(argv: list[str] | None = None) -> int:
     ids = np.asarray(CharTokenizer.train(text).encode(text), np.int32)
     cut = int(0.9 * len(ids))
     config = {**CONFIG, "vocab_size": int(ids.max()) + 1}
+    print(f"AdamW lr {args.lr:g}, warmup {args.warmup}, cosine to step {args.decay_steps}, beta2 {args.beta2:g}, "
+          f"weight decay {args.weight_decay:g}, seed {args.seed}, evaluation every {args.eval_every} steps")
 
     def setup(jit: bool | None):
-        keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(args.seed)
         model = build_model(config)
-        optimizer = train.make_optimizer(1e-3, 100, args.max_steps, weight_decay=0.1)
+        schedule = train.WarmupCosineSchedule(args.lr, args.warmup, args.decay_steps)
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay, beta_2=args.beta2)
+        optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) < 2])
         if jit is None:
             def step(x, y):
                 return train.train_step(model, optimizer, x, y, clip_norm=1.0)
         else:
             step = train.make_train_step(model, optimizer, clip_norm=1.0, jit_compile=jit)
-        return model, step, iter(train.training_batches(ids[:cut], CONFIG["context_length"], BATCH, 0))
+        return model, step, iter(train.training_batches(ids[:cut], CONFIG["context_length"], BATCH, args.seed))
 
-    speeds = {}
-    for name, jit in (("eager", None), ("tf.function", False), ("jit_compile", True)):
-        model, step, batches = setup(jit)
-        for _ in range(3):
-            step(*next(batches))
-        start = time.perf_counter()
-        for _ in range(20):
-            float(step(*next(batches))["loss"])
-        speeds[name] = 20 * BATCH * CONFIG["context_length"] / (time.perf_counter() - start)
-        print(f"{name:12s} {speeds[name]:9,.0f} tokens/s")
-    best = max(("tf.function", "jit_compile"), key=speeds.get)
+    best = "jit_compile" if args.jit_compile else "tf.function"
+    if not args.skip_modes:
+        speeds = {}
+        for name, jit in (("eager", None), ("tf.function", False), ("jit_compile", True)):
+            model, step, batches = setup(jit)
+            for _ in range(3):
+                step(*next(batches))
+            start = time.perf_counter()
+            for _ in range(20):
+                float(step(*next(batches))["loss"])
+            speeds[name] = 20 * BATCH * CONFIG["context_length"] / (time.perf_counter() - start)
+            print(f"{name:12s} {speeds[name]:9,.0f} tokens/s")
+        best = max(("tf.function", "jit_compile"), key=speeds.get)
     model, step, batches = setup(best == "jit_compile")
-    valid = train.validation_batches(ids[cut:], CONFIG["context_length"], 64)
-    step(*next(batches))  # trace before the clock starts
-    seconds, loss = 0.0, float("inf")
+    valid = train.validation_batches(ids[cut:], CONFIG["context_length"], EVAL_BATCH_SIZE)
+    step(*next(batches))  # step 1 traces the function before the clock starts
+    seconds, loss, n = 0.0, float("inf"), 1
     for n in range(2, args.max_steps + 1):
         start = time.perf_counter()
-        step(*next(batches))
+        float(step(*next(batches))["loss"])
         seconds += time.perf_counter() - start
-        if n % 100 == 0:
-            loss = train.evaluate(model, valid, max_batches=20)["loss"]
+        if n % args.eval_every == 0 or n == args.max_steps:
+            loss = train.evaluate(model, valid, max_batches=EVAL_BATCHES)["loss"]
             print(f"step {n:5d}  {seconds:7.1f} s  validation loss {loss:.3f}", flush=True)
             if loss <= args.target or seconds > args.max_seconds:
                 break
     reached = "reached" if loss <= args.target else "did not reach"
-    print(f"{best}: {reached} validation loss {args.target} after {n} steps, {seconds:.1f} s of training")
+    print(f"{best}: {reached} validation loss {args.target} after {n} steps, {seconds:.1f} s of training, "
+          f"{1000 * seconds / max(n - 1, 1):.1f} ms/step")
     return 0
 
 
