@@ -8,7 +8,7 @@ validation, 4 layers, 4 heads, d_model 128, context 64, batch 12, dropout 0, cli
 optimiser is AdamW: peak learning rate --lr reached linearly over --warmup steps, then cosine decay to lr / 10 at
 step --decay-steps and constant after it, beta2 --beta2, decoupled weight decay --weight-decay on the kernels and
 embeddings only (the weights of rank >= 2; biases and layer norms are not decayed). The defaults are the fastest
-setting of a small sweep (lr 2e-3 to 6e-3, cosine horizon 1000 or 1500, beta2 0.95 to 0.99). --seed seeds the initial
+setting of a small sweep (lr 3e-3 to 6e-3, cosine horizon 1000 or 1500, beta2 0.95 or 0.99). --seed seeds the initial
 weights (`keras.utils.set_random_seed`) and the order of the training batches.
 
 Unless --skip-modes, it first prints tokens/s of the train step run eagerly, in `tf.function` and with
