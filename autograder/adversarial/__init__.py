@@ -21,6 +21,7 @@ TEMPERATURE_LAW = "sample with temperature follows"
 TOP_P_LAW = "sample with top_p follows"
 SEED = "sample is reproducible"
 GENERATE = "generate returns prompt"
+RESTART = "generate restarts the cache"
 AUDIT = "from-scratch audit"
 
 PARTS = ("preprocess", "samplers")
@@ -241,11 +242,11 @@ ADVERSARIES = [
                           print("LEAK", path, data.decode("utf-8", "replace"))
                       raise RuntimeError(f"printed {len(_SECRETS)} hidden files")
               '''),),
-              fails=(GREEDY, GENERATE), message=r"printed 0 hidden files", needs_drop=True),
+              fails=(GREEDY, GENERATE, RESTART), message=r"printed 0 hidden files", needs_drop=True),
     Adversary("vandalize-results", "samplers.py deletes and overwrites every results.json it can find at import",
               prelude=_RESULTS_VANDAL, needs_drop=True),
     Adversary("monkeypatch-numpy-tf", "samplers.py makes numpy comparisons always true and sampling always token 0",
-              prelude=_MONKEYPATCH, fails=(TEMPERATURE_LAW, TOP_K_LAW, TOP_P_LAW, SEED, GENERATE),
+              prelude=_MONKEYPATCH, fails=(TEMPERATURE_LAW, TOP_K_LAW, TOP_P_LAW, SEED, GENERATE, RESTART),
               message=r"do not follow|should have probability zero|identical tokens|new tokens"),
     Adversary("syntax-error", "samplers.py does not parse",
               broken_source="def greedy(logits:\n    return 0\n", fails=("samplers",), message=r"SyntaxError"),
