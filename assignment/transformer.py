@@ -361,8 +361,9 @@ class TransformerLanguageModel(keras.Model):
             try:
                 logits, new_state["caches"] = self._decoder(arguments)(*arguments)
                 return logits, new_state
-            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
-                self.jit_decode = False  # an operation XLA cannot compile, or an error the graph will repeat
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, TypeError, ValueError):
+                # An operation XLA cannot compile, caches whose shapes vary, or an error the graph will repeat.
+                self.jit_decode = False
         logits, new_state["caches"] = self._compiled_cached_forward(*arguments)
         return logits, new_state
 
@@ -370,7 +371,8 @@ class TransformerLanguageModel(keras.Model):
         """The XLA-compiled `cached_forward` for arguments of these shapes, as a concrete function: calling it skips
         the lookup that tf.function makes on every call, which costs about as much as the step itself."""
         decoders = self.__dict__.setdefault("_xla_decoders", {})  # not a tracked attribute: never checkpointed
-        key = tuple(arguments[0].shape)
+        tokens, caches, _ = arguments
+        key = (tuple(tokens.shape), tuple(caches[0]["key"].shape))
         if key not in decoders:
             decoders[key] = self._xla_cached_forward.get_concrete_function(*arguments)
         return decoders[key]

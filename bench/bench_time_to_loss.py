@@ -1,6 +1,6 @@
 """Benchmark: wall time for the transformer to reach a validation loss on Tiny Shakespeare (character level).
 
-    python bench/bench_time_to_loss.py [TEXT] [--target 1.88] [--lr 3e-3] [--warmup 50] [--decay-steps 1500]
+    python bench/bench_time_to_loss.py [TEXT] [--target 1.88] [--lr 4e-3] [--warmup 50] [--decay-steps 1200]
         [--beta2 0.99] [--weight-decay 0.1] [--seed 0] [--eval-every 50] [--skip-modes [--jit-compile]]
 
 The configuration of nanoGPT's well-known character-level CPU run: first 90 % of TEXT for training, last 10 % for
@@ -8,8 +8,8 @@ validation, 4 layers, 4 heads, d_model 128, context 64, batch 12, dropout 0, cli
 optimiser is AdamW: peak learning rate --lr reached linearly over --warmup steps, then cosine decay to lr / 10 at
 step --decay-steps and constant after it, beta2 --beta2, decoupled weight decay --weight-decay on the kernels and
 embeddings only (the weights of rank >= 2; biases and layer norms are not decayed). The defaults are the fastest
-setting of a small sweep (lr 3e-3 to 6e-3, cosine horizon 1000 or 1500, beta2 0.95 or 0.99). --seed seeds the initial
-weights (`keras.utils.set_random_seed`) and the order of the training batches.
+setting of a small sweep (lr 3e-3 to 6e-3, cosine horizon 1000, 1200 or 1500, beta2 0.95 or 0.99). --seed seeds
+the initial weights (`keras.utils.set_random_seed`) and the order of the training batches.
 
 Unless --skip-modes, it first prints tokens/s of the train step run eagerly, in `tf.function` and with
 `jit_compile=True` (20 timed steps each, after 3 untimed ones) and trains with the faster compiled mode; with
@@ -46,9 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target", type=float, default=1.88, help="validation loss to reach")
     parser.add_argument("--max-steps", type=int, default=3000)
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop once training took this long")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    parser.add_argument("--lr", type=float, default=4e-3, help="peak learning rate")
     parser.add_argument("--warmup", type=int, default=50, help="linear warmup steps")
-    parser.add_argument("--decay-steps", type=int, default=1500,
+    parser.add_argument("--decay-steps", type=int, default=1200,
                         help="step at which the cosine decay reaches lr / 10")
     parser.add_argument("--beta2", type=float, default=0.99, help="AdamW's beta_2")
     parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW's decoupled weight decay")

@@ -60,10 +60,19 @@ def _model(sub, config: dict, seed: int):
 
 @probe("transformer.model_forward")
 def model_forward(sub, config: dict, seed: int, tokens: np.ndarray) -> dict:
-    """{"logits": [B, T, V]} of a TransformerLanguageModel(**config) built after seeding with `seed`."""
+    """{"logits": [B, T, V]} of a TransformerLanguageModel(**config) whose weights the probe draws from `seed`.
+
+    Every weight gets N(0, 0.1^2) noise (around 1 for LayerNorm's gamma), whatever the submission's initialisation:
+    at a small initial scale (GPT-2's 0.02, say) the first token moves the last logits by less than the tolerance
+    of the causality check.
+    """
     import tensorflow as tf
 
     model = _model(sub, config, seed)
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        base = 1.0 if variable.path.endswith("gamma") else 0.0
+        variable.assign(base + rng.normal(0.0, 0.1, tuple(variable.shape)).astype(np.float32))
     return {"logits": to_numpy(model(tf.constant(tokens, tf.int32)))}
 
 
