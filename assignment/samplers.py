@@ -37,6 +37,15 @@ def _check_temperature(temperature: float) -> None:
         raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature!r}")
 
 
+def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """ValueError unless temperature >= 0, top_k (when given) >= 1 and top_p (when given) lies in (0, 1]."""
+    _check_temperature(temperature)
+    if top_k is not None:
+        _check_k(top_k, "top_k")
+    if top_p is not None:
+        _check_p(top_p, "top_p")
+
+
 def _seed_pair(seed: int | tf.Tensor | None) -> tf.Tensor:
     """The shape-[2] int64 seed of a stateless op: int s -> [s, 0], a shape-[2] tensor as is, None -> a random pair."""
     if seed is None:
@@ -114,11 +123,7 @@ def sample(
     same seed gives the same ids. seed=None draws a fresh random seed.
     """
     logits = _check_logits(logits)
-    _check_temperature(temperature)
-    if top_k is not None:
-        _check_k(top_k, "top_k")
-    if top_p is not None:
-        _check_p(top_p, "top_p")
+    _check_sampling(temperature, top_k, top_p)
     seed = _seed_pair(seed)
     # BEGIN SOLUTION (part 3): Greedy at temperature 0, else temperature -> top-k -> top-p -> stateless_categorical.
     if temperature == 0.0:
@@ -142,11 +147,7 @@ def compiled_sampler(
     top-p, which take longer than a cached model step. One graph per setting, traced on the first call; greedy
     decoding (temperature 0) is a single argmax and stays eager.
     """
-    _check_temperature(temperature)
-    if top_k is not None:
-        _check_k(top_k, "top_k")
-    if top_p is not None:
-        _check_p(top_p, "top_p")
+    _check_sampling(temperature, top_k, top_p)
 
     def draw(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         return sample(logits, temperature, top_k, top_p, seed=seed)
@@ -180,11 +181,7 @@ def generate(
         raise ValueError(f"prompt must hold integer token ids, got dtype {ids.dtype.name}")
     if isinstance(max_new_tokens, bool) or int(max_new_tokens) != max_new_tokens or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-    _check_temperature(temperature)
-    if top_k is not None:
-        _check_k(top_k, "top_k")
-    if top_p is not None:
-        _check_p(top_p, "top_p")
+    _check_sampling(temperature, top_k, top_p)
     unbatched = ids.shape.rank == 1
     ids = tf.cast(ids[None, :] if unbatched else ids, tf.int32)
     # BEGIN SOLUTION (part 3): Step the prompt once, then sample and feed back one token at a time (seed [seed, s]).
