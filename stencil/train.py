@@ -585,6 +585,13 @@ def train_run(args: argparse.Namespace, out: Path, config: dict, tokenizer, batc
         results = fit(model, optimizer, policy, iterator, args.steps, valid, clip_norm=args.clip_norm or None,
                       log_dir=out / "logs", log_every=args.log_every, eval_every=args.eval_every,
                       eval_batches=args.eval_batches or None, sample=sample, jit_compile=args.jit)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+        if not args.jit:
+            raise
+        first_line = error.message.strip().splitlines()[0] if error.message.strip() else type(error).__name__
+        print(f"error: XLA could not compile the training step (--jit): {first_line}; run without --jit",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         step = int(policy.step.numpy())
         print(f"\ninterrupted at step {step}; saved {policy.save(step)}: run the same command to resume",

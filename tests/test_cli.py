@@ -94,6 +94,21 @@ def test_bpe_tokenizer_run(text_file, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("the fox")
 
 
+def test_jit_on_a_training_step_xla_cannot_compile_is_one_error_line(text_file, tmp_path, monkeypatch, capsys):
+    import numpy as np
+    import tensorflow as tf
+
+    loss = train.sequence_loss
+
+    def loss_through_numpy(labels, logits):  # tf.numpy_function runs Python, which XLA cannot compile
+        return loss(labels, logits) + tf.numpy_function(lambda: np.float32(0), [], tf.float32, stateful=False)
+
+    monkeypatch.setattr(train, "sequence_loss", loss_through_numpy)
+    assert train.main(train_args(text_file, tmp_path / "run", "lstm", 2, "--jit")) == 2
+    line = one_error_line(capsys)
+    assert "XLA" in line and "without --jit" in line
+
+
 def test_help_lists_the_options():
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--help"])
