@@ -9,9 +9,10 @@ context_length positions and the one-token step is compiled by XLA; when the cac
 context_length // 2 tokens) against a loop that calls the model on the last context_length tokens for every new
 token, both eagerly and compiled with tf.function. Both decode greedily; the cache is also timed with sampling
 (temperature 0.8, top-k 40, top-p 0.95). Every variant runs once untimed first, so tracing and XLA compilation are
-left out; the cache and the compiled recompute then run --repeats times and the fastest run counts (the eager
-recompute, at over 20 s, runs once). Prints tokens/s and speed-ups, and checks that the new tokens agree until the
-first cache restart.
+left out. Then --repeats rounds each time the cache (greedy and sampling) and the compiled recompute back to back,
+so that both see the same load on a shared machine: tokens/s are the fastest round's, and the compiled speed-up is
+the median over rounds of each round's ratio, with its range (the eager recompute, at over 20 s, runs once). Checks
+that the new tokens agree until the first cache restart.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=65)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5,
-                        help="time the cache and the compiled recompute this many times and keep the fastest run")
+                        help="rounds of timing the cache and the compiled recompute back to back")
     args = parser.parse_args()
 
     import keras
@@ -61,15 +62,11 @@ def main() -> None:
             ids = np.concatenate([ids, samplers.greedy(logits).numpy()[:, None]], axis=1)
         return ids
 
-    def timed(fn, repeats: int = 1):
-        """(result, the shortest wall time of `repeats` runs): the minimum is the figure least disturbed by other
-        processes on a shared machine."""
-        seconds = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            result = np.asarray(fn())
-            seconds.append(time.perf_counter() - start)
-        return result, min(seconds)
+    def timed(fn):
+        """(result, wall time in seconds) of one run of fn."""
+        start = time.perf_counter()
+        result = np.asarray(fn())
+        return result, time.perf_counter() - start
 
     sampling = {"temperature": 0.8, "top_k": 40, "top_p": 0.95}
     # Warm-up outside the clock: trace the graphs and compile the XLA step.
@@ -77,10 +74,16 @@ def main() -> None:
     samplers.generate(model, prompt, 8, **sampling)
     recompute(8, compiled_call)
     recompute(args.context_length, compiled_call)
-    cached, cached_time = timed(lambda: samplers.generate(model, prompt, args.tokens, temperature=0.0), args.repeats)
-    _, sampled_time = timed(lambda: samplers.generate(model, prompt, args.tokens, **sampling), args.repeats)
-    compiled, compiled_time = timed(lambda: recompute(args.tokens, compiled_call), args.repeats)
+    cached_times, sampled_times, compiled_times = [], [], []
+    for _ in range(args.repeats):
+        cached, seconds = timed(lambda: samplers.generate(model, prompt, args.tokens, temperature=0.0))
+        cached_times.append(seconds)
+        sampled_times.append(timed(lambda: samplers.generate(model, prompt, args.tokens, **sampling))[1])
+        compiled, seconds = timed(lambda: recompute(args.tokens, compiled_call))
+        compiled_times.append(seconds)
     eager, eager_time = timed(lambda: recompute(args.tokens, model))
+    ratios = sorted(c / k for c, k in zip(compiled_times, cached_times, strict=True))
+    cached_time, sampled_time, compiled_time = min(cached_times), min(sampled_times), min(compiled_times)
 
     n = args.tokens * args.batch
     print(f"transformer d_model={args.d_model} layers={args.num_layers} heads={args.num_heads} "
@@ -88,7 +91,8 @@ def main() -> None:
     print(f"KV cache (generate):          {n / cached_time:8.1f} tokens/s  ({cached_time:.2f} s)")
     print(f"KV cache, sampling:           {n / sampled_time:8.1f} tokens/s  ({sampled_time:.2f} s)")
     print(f"recompute, tf.function:       {n / compiled_time:8.1f} tokens/s  ({compiled_time:.2f} s)   "
-          f"cache speed-up x{compiled_time / cached_time:.1f}")
+          f"cache speed-up x{ratios[len(ratios) // 2]:.1f} (median of {len(ratios)} rounds; "
+          f"x{ratios[0]:.1f} to x{ratios[-1]:.1f})")
     print(f"recompute, eager:             {n / eager_time:8.1f} tokens/s  ({eager_time:.2f} s)   "
           f"cache speed-up x{eager_time / cached_time:.1f}")
     agree = min(args.context_length - prompt.shape[1], args.tokens)  # before the first cache restart
