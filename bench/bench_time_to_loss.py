@@ -11,8 +11,9 @@ embeddings only (the weights of rank >= 2; biases and layer norms are not decaye
 setting of a small sweep (lr 3e-3 to 6e-3, cosine horizon 1000, 1200 or 1500, beta2 0.95 or 0.99). --seed seeds
 the initial weights (`keras.utils.set_random_seed`) and the order of the training batches.
 
-Unless --skip-modes, it first prints tokens/s of the train step run eagerly, in `tf.function` and with
-`jit_compile=True` (20 timed steps each, after 3 untimed ones) and trains with the faster compiled mode; with
+Unless --skip-modes, it first prints tokens/s of the train step run eagerly (5 timed steps), in `tf.function` and
+with `jit_compile=True` (the fastest of 5 rounds of 20 steps, the two modes taking turns so that both see the same
+load on a shared machine; 3 untimed steps first) and trains with the faster compiled mode; with
 --skip-modes it trains with `tf.function` directly (with `jit_compile=True` when --jit-compile is also given). Every
 --eval-every steps it evaluates the mean loss over the first 20 validation batches of 64 windows, and stops as soon
 as that loss is <= --target, or after --max-steps steps, or once the training time exceeds --max-seconds.
@@ -43,6 +44,7 @@ CONFIG = {"model": "transformer", "context_length": 64, "d_model": 128, "num_hea
           "dropout": 0.0, "positional": "learned"}
 BATCH = 12
 EVAL_BATCHES, EVAL_BATCH_SIZE = 20, 64
+MODE_ROUNDS = 5
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -108,17 +110,24 @@ def main(argv: list[str] | None = None) -> int:
 
     best = "jit_compile" if args.jit_compile else "tf.function"
     if not args.skip_modes:
-        speeds = {}
-        for name, jit in (("eager", None), ("tf.function", False), ("jit_compile", True)):
-            model, step, batches = setup(jit)
-            for _ in range(3):
-                step(*next(batches))
+        tokens = BATCH * CONFIG["context_length"]
+
+        def seconds_per_step(step, batches, steps: int) -> float:
             start = time.perf_counter()
-            for _ in range(20):
+            for _ in range(steps):
                 float(step(*next(batches))["loss"])
-            speeds[name] = 20 * BATCH * CONFIG["context_length"] / (time.perf_counter() - start)
-            print(f"{name:12s} {speeds[name]:9,.0f} tokens/s")
-        best = max(("tf.function", "jit_compile"), key=speeds.get)
+            return (time.perf_counter() - start) / steps
+
+        modes = {name: setup(jit) for name, jit in (("eager", None), ("tf.function", False), ("jit_compile", True))}
+        for _, step, batches in modes.values():
+            seconds_per_step(step, batches, 3)  # tracing and compilation
+        per_step = {"eager": seconds_per_step(*modes.pop("eager")[1:], 5)}
+        for _ in range(MODE_ROUNDS):  # alternate, so that both compiled modes see the same load
+            for name, (_, step, batches) in modes.items():
+                per_step[name] = min(per_step.get(name, float("inf")), seconds_per_step(step, batches, 20))
+        for name, value in per_step.items():
+            print(f"{name:12s} {tokens / value:9,.0f} tokens/s")
+        best = min(modes, key=per_step.get)
     model, step, batches = setup(best == "jit_compile")
     valid = train.validation_batches(ids[cut:], CONFIG["context_length"], EVAL_BATCH_SIZE)
     step(*next(batches))  # step 1 traces the function before the clock starts
