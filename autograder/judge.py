@@ -222,6 +222,7 @@ def grade(
         worker_stats = {}
         if worker is not None:
             worker_stats = {"starts": worker.starts, "peak_rss_mb": round(worker.peak_rss_mb, 1),
+                            "peak_private_mb": round(worker.peak_private_mb, 1),
                             "blocked_modules": sorted(worker.blocked)}
             import_errors = dict(worker.import_errors)
             import_errors.update({k: v for k, v in worker.blocked.items()})

@@ -41,6 +41,7 @@ def measure(submission: Path, fixtures: Path, parts: list[str] | None) -> dict:
         "judge_cpu_s": judge.ru_utime + judge.ru_stime, "worker_cpu_s": worker.ru_utime + worker.ru_stime,
         "judge_peak_rss_mb": judge.ru_maxrss / 1024, "worker_peak_rss_mb": worker.ru_maxrss / 1024,
         "worker_starts": results["extra_data"]["worker"]["starts"],
+        "worker_peak_private_mb": results["extra_data"]["worker"]["peak_private_mb"],
         "failed": [t["name"] for t in results["tests"] if t["status"] != "passed"],
     }
 
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(budget {CPU_BUDGET_S:g} s)")
     print(f"peak RSS judge/worker  {m['judge_peak_rss_mb']:.0f} MB / {m['worker_peak_rss_mb']:.0f} MB   sum "
           f"{rss:.0f} MB (budget {MEMORY_BUDGET_MB:g} MB)")
+    print(f"worker private memory  {m['worker_peak_private_mb']:.0f} MB peak (anonymous pages; the watchdog's measure)")
     return 0
 
 

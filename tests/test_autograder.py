@@ -246,13 +246,24 @@ def test_interpreter_crash_costs_one_test(tmp_path: Path, fixtures_dir: Path) ->
     assert "AttributeError" in later["output"] and "make_dataset" in later["output"]
 
 
-def test_memory_hog_is_stopped(tmp_path: Path, fixtures_dir: Path) -> None:
+def test_memory_hog_is_stopped_by_the_watchdog(tmp_path: Path, fixtures_dir: Path) -> None:
+    # 600 MB held for two seconds: under RLIMIT_DATA (1.5 GB), so only the watchdog on private memory can stop it.
     hog = GOOD_WINDOWS.replace("    stride = stride or context_length",
-                               "    hog = np.ones(200_000_000)\n    stride = stride or context_length")
-    results = grade_preprocess(fake_submission(tmp_path, hog), fixtures_dir, limits=Limits(memory_mb=300))
+                               "    import time\n    hog = np.ones(75_000_000)\n    time.sleep(2)\n"
+                               "    stride = stride or context_length")
+    results = grade_preprocess(fake_submission(tmp_path, hog), fixtures_dir)
     windows = result_of(results, WINDOWS)
     assert windows["status"] == "failed"
-    assert "more than 300 MB of memory" in windows["output"] or "MemoryError" in windows["output"]
+    assert f"more than {Limits().memory_mb} MB of private memory" in windows["output"]
+    later = result_of(results, "preprocess: make_dataset without shuffle")  # runs in a fresh worker
+    assert "AttributeError" in later["output"] and "make_dataset" in later["output"]
+
+
+def test_huge_allocation_fails_at_once_with_memory_error(tmp_path: Path, fixtures_dir: Path) -> None:
+    hog = GOOD_WINDOWS.replace("    stride = stride or context_length",
+                               "    hog = np.ones(250_000_000)\n    stride = stride or context_length")
+    windows = result_of(grade_preprocess(fake_submission(tmp_path, hog), fixtures_dir), WINDOWS)
+    assert windows["status"] == "failed" and "MemoryError" in windows["output"]
 
 
 def test_submission_in_a_single_folder_is_found(tmp_path: Path, fixtures_dir: Path) -> None:

@@ -144,3 +144,9 @@ def test_points_table_matches_the_autograder_configuration():
         return
     points = {part: value for part, value in json.loads(config.read_text()).items() if value}
     assert {part: float(value) for part, value in rows.items()} == {p: float(v) for p, v in points.items()}
+
+
+def test_grading_limits_in_the_handout_are_the_autograders():
+    from autograder.runner import Limits
+
+    assert f"may hold {Limits().memory_mb} MB of its own" in " ".join(HANDOUT.split())
