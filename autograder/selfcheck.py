@@ -6,7 +6,7 @@
    `judge.grade`.
 3. Every mutant (`autograder.mutants`) must fail at least one of the hidden tests named for it, and every documented
    gap must survive. Mutants run in this process, TensorFlow imported once, each against the tests of the parts it
-   touches (`--full` grades each one through `judge.grade` instead, which is slower).
+   touches, spread over `--jobs` processes (`--full` grades each one through `judge.grade` instead, which is slower).
 
 Exits 1 on any surprise (and 2 on bad arguments), so that CI can run it.
 """
@@ -14,6 +14,9 @@ Exits 1 on any surprise (and 2 on bad arguments), so that CI can run it.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import functools
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -68,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="run the reference, stencil and alternatives in this process too (fast, no worker)")
     parser.add_argument("--worker-user", default="auto", help="worker user for judge.grade ('none': no drop)")
+    parser.add_argument("--jobs", type=int, default=2, help="processes that run the mutants (default: 2)")
 
 
 def _write_stencil(target: Path) -> None:
@@ -125,6 +129,29 @@ def _mutant_row(mutant, fixtures: dict, scratch: Path, full: bool, fixtures_dir:
         shutil.rmtree(directory, ignore_errors=True)
     result.seconds = time.perf_counter() - start
     return result
+
+
+_POOL_FIXTURES: dict = {}
+"""The fixtures in a mutant process of the pool, set once by its initializer."""
+
+
+def _set_pool_fixtures(fixtures: dict) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _POOL_FIXTURES.update(fixtures)
+
+
+def _pool_mutant_row(mutant, **kwargs) -> MutantResult:
+    return _mutant_row(mutant, _POOL_FIXTURES, **kwargs)
+
+
+def _mutant_rows(mutants: list, fixtures: dict, jobs: int, **kwargs) -> list[MutantResult]:
+    """The kill-matrix rows of `mutants`, in order, run in `jobs` fresh processes (in this one when jobs <= 1)."""
+    if jobs <= 1 or len(mutants) < 2:
+        return [_mutant_row(m, fixtures, **kwargs) for m in mutants]
+    context = multiprocessing.get_context("spawn")  # no fork of a process that has TensorFlow's threads
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_pool_fixtures,
+                                                initargs=(fixtures,)) as pool:
+        return list(pool.map(functools.partial(_pool_mutant_row, **kwargs), mutants))
 
 
 def _status(r: MutantResult) -> str:
@@ -222,7 +249,8 @@ def run(args: argparse.Namespace) -> int:
 
         # ------------------------------------------------------------ mutants
         t0 = time.monotonic()
-        rows = [_mutant_row(m, fixtures, scratch, args.full, fixtures_dir, args.worker_user) for m in mutants]
+        rows = _mutant_rows(mutants, fixtures, args.jobs, scratch=scratch, full=args.full, fixtures_dir=fixtures_dir,
+                            worker_user=args.worker_user)
         mutant_seconds = time.monotonic() - t0
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
