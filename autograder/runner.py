@@ -231,7 +231,7 @@ class Worker:
             "PYTHONIOENCODING": "utf-8",
             "LANG": "C.UTF-8",
             "TF_CPP_MIN_LOG_LEVEL": "2",
-            "TF_ENABLE_ONEDNN_OPTS": "0",
+            "TF_ENABLE_ONEDNN_OPTS": "0",  # the same kernels on every CPU (TensorFlow's default depends on it)
             "KERAS_BACKEND": "tensorflow",
             "CUDA_VISIBLE_DEVICES": "-1",
             "OMP_NUM_THREADS": "1",
