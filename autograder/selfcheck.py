@@ -136,7 +136,6 @@ _POOL_FIXTURES: dict = {}
 
 
 def _set_pool_fixtures(fixtures: dict) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _POOL_FIXTURES.update(fixtures)
 
 
