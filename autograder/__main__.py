@@ -41,9 +41,10 @@ def _add_fixtures(p: argparse.ArgumentParser) -> None:
 
 
 def run_fixtures(args: argparse.Namespace) -> int:
-    # The worker that grades runs with oneDNN off (runner.Worker._environment): expected values use the same kernels.
+    from .runner import KERNEL_ENVIRONMENT
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.update(KERNEL_ENVIRONMENT)  # before TensorFlow is imported
     from . import fixture_files
     from .fixtures import BUILDERS, build_fixtures
 

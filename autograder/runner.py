@@ -41,6 +41,10 @@ OUTPUT_SHOWN = 1500
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
+KERNEL_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+"""Environment that fixes TensorFlow's CPU kernels (its oneDNN default depends on the CPU), for the worker and for the
+fixtures builder, so that graded values and expected values come from the same kernels on any host."""
+
 
 @dataclass
 class Limits:
@@ -231,7 +235,7 @@ class Worker:
             "PYTHONIOENCODING": "utf-8",
             "LANG": "C.UTF-8",
             "TF_CPP_MIN_LOG_LEVEL": "2",
-            "TF_ENABLE_ONEDNN_OPTS": "0",  # the same kernels on every CPU (TensorFlow's default depends on it)
+            **KERNEL_ENVIRONMENT,
             "KERAS_BACKEND": "tensorflow",
             "CUDA_VISIBLE_DEVICES": "-1",
             "OMP_NUM_THREADS": "1",

@@ -71,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="run the reference, stencil and alternatives in this process too (fast, no worker)")
     parser.add_argument("--worker-user", default="auto", help="worker user for judge.grade ('none': no drop)")
-    parser.add_argument("--jobs", type=int, default=2, help="processes that run the mutants (default: 2)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="processes that run the mutants in process (default: 2; --full grades one at a time)")
 
 
 def _write_stencil(target: Path) -> None:
@@ -248,7 +249,10 @@ def run(args: argparse.Namespace) -> int:
 
         # ------------------------------------------------------------ mutants
         t0 = time.monotonic()
-        rows = _mutant_rows(mutants, fixtures, args.jobs, scratch=scratch, full=args.full, fixtures_dir=fixtures_dir,
+        # --full grades one mutant at a time: after a crash the judge kills every process of its worker user,
+        # which concurrent gradings with the same user would share.
+        jobs = 1 if args.full else args.jobs
+        rows = _mutant_rows(mutants, fixtures, jobs, scratch=scratch, full=args.full, fixtures_dir=fixtures_dir,
                             worker_user=args.worker_user)
         mutant_seconds = time.monotonic() - t0
     finally:
