@@ -14,14 +14,17 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import csv
+import importlib.util
 import json
 import os
+import queue
 import re
 import secrets
 import subprocess
 import sys
 import tempfile
 import traceback
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,25 +89,44 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
 
 
 def run_grade(args: argparse.Namespace) -> int:
-    from .judge import error_results, format_summary, grade
+    """Exit status 0 when the submission was graded (whatever its score), 1 when it could not be (no modules, an
+    unreadable zip, a worker that cannot start, an internal error): results.json then says why."""
+    from .judge import format_summary, grade
 
     fixtures = args.fixtures or _default_fixtures()
     try:
         ensure_fixtures(fixtures, args.parts)
         with tempfile.TemporaryDirectory(prefix="lm-submission-") as tmp:
-            results = grade(_unpacked(args.submission, Path(tmp)), args.parts, fixtures_dir=fixtures,
+            try:
+                submission = _unpacked(args.submission, Path(tmp))
+            except (OSError, ValueError, zipfile.BadZipFile) as exc:
+                return _write_error(args.results, f"the submission could not be read: {exc}", "unreadable")
+            results = grade(submission, args.parts, fixtures_dir=fixtures,
                             results_path=args.results, worker_user=None if args.worker_user == "none" else
                             args.worker_user, timeout_scale=args.timeout_scale,
                             log=None if args.quiet else lambda line: print(line, flush=True))
     except Exception as exc:  # noqa: BLE001 - Gradescope must always get a results.json
         traceback.print_exc()
-        if args.results is not None:
-            args.results.parent.mkdir(parents=True, exist_ok=True)
-            args.results.write_text(json.dumps(error_results(f"{type(exc).__name__}: {exc}"), indent=2))
-        return 1
-    print(f"score {results['score']:g} / {results['max_score']:g}" if args.quiet else
+        return _write_error(args.results, f"{type(exc).__name__}: {exc}", "internal-error")
+    status = results["extra_data"]["status"]
+    print(f"score {results['score']:g} / {results['extra_data']['max_score']:g}" if args.quiet else
           "\n" + format_summary(results, failures_only=True))
-    return 0
+    if status != "ok":
+        print(f"status: {status}", file=sys.stderr)
+    return 0 if status == "ok" else 1
+
+
+def _write_error(path: Path | None, message: str, status: str) -> int:
+    """Write the results of a run that could not grade (score 0, the reason shown); returns the exit status 1."""
+    from .judge import error_results
+
+    print(f"grade: {message}", file=sys.stderr)
+    if path is not None:
+        results = error_results(message)
+        results["extra_data"]["status"] = status
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
+    return 1
 
 
 def _unpacked(submission: Path, scratch: Path) -> Path:
@@ -117,8 +139,6 @@ def _unpacked(submission: Path, scratch: Path) -> Path:
         archive = zips[0] if len(zips) == 1 and not any(p.is_dir() for p in submission.iterdir()) else None
     if archive is None:
         return submission
-    import zipfile
-
     total = 0
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
@@ -136,6 +156,11 @@ def _unpacked(submission: Path, scratch: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------- grade-all
+WORKER_USER_PREFIX = "lmkit-worker"
+CSV_DECIMALS = 2
+"""Scores in the CSV are rounded as Gradescope shows them."""
+
+
 def _add_grade_all(p: argparse.ArgumentParser) -> None:
     p.add_argument("submissions", type=Path, help="folder with one sub-folder or .zip per submission")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel")
@@ -144,50 +169,144 @@ def _add_grade_all(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parts", nargs="+", choices=PARTS, default=None, help="only these parts")
     p.add_argument("--fixtures", type=Path, default=None, help="fixtures directory (default: dist/fixtures)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per submission before it is stopped")
+    p.add_argument("--timeout-scale", type=float, default=1.0, help="factor on every per-call timeout")
+    p.add_argument("--worker-user", default=WORKER_USER_PREFIX,
+                   help=f"as root, job k's worker runs as the user PREFIXk, created when missing (default "
+                        f"{WORKER_USER_PREFIX}: {WORKER_USER_PREFIX}1, {WORKER_USER_PREFIX}2, ...); 'none': no "
+                        "privilege drop")
 
 
-def _grade_one(path: Path, results: Path, args: argparse.Namespace, fixtures: Path) -> dict:
+def worker_users(prefix: str, jobs: int) -> list[str | None]:
+    """The worker user of each job slot: one per slot, so that concurrent gradings never share one (after a crash
+    a grading kills every process of its worker user). [None] * jobs when not root or `prefix` is 'none'."""
+    if os.geteuid() != 0 or prefix == "none":
+        return [None] * jobs
+    return [f"{prefix}{k}" for k in range(1, jobs + 1)]
+
+
+def prepare_worker_user(name: str) -> str | None:
+    """Create the worker user `name` when missing and check it can run this interpreter; None when ready, else why
+    not (one line)."""
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        made = subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
+                               "/usr/sbin/nologin", name], capture_output=True, text=True)
+        if made.returncode != 0:
+            return f"could not create the worker user {name}: {made.stderr.strip() or 'useradd failed'}"
+        print(f"created the worker user {name} (system user, no home, no login shell)", file=sys.stderr)
+    try:
+        probe = subprocess.run([sys.executable, "-c", "import numpy"], user=name, cwd="/", capture_output=True,
+                               text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+        failure = probe.stderr.strip().splitlines()[-1:] if probe.returncode else []
+    except (OSError, subprocess.SubprocessError) as exc:
+        failure = [str(exc)]
+    if failure:
+        return (f"the worker user {name} cannot run {sys.executable} ({failure[0]}): install the requirements "
+                "in a virtual environment outside root's home (see the README), or pass --worker-user none")
+    return None
+
+
+def _grade_one(path: Path, results: Path, args: argparse.Namespace, fixtures: Path, user: str | None) -> dict:
     command = [sys.executable, "-m", "autograder", "grade", "--submission", str(path), "--results", str(results),
-               "--fixtures", str(fixtures), "--quiet"]
+               "--fixtures", str(fixtures), "--quiet", "--worker-user", user or "none",
+               "--timeout-scale", str(args.timeout_scale)]
     if args.parts:
         command += ["--parts", *args.parts]
-    row = {"submission": path.stem if path.suffix == ".zip" else path.name}
+    row: dict = {"submission": path.stem if path.suffix == ".zip" else path.name}
+    results.unlink(missing_ok=True)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
     try:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
-        data = json.loads(results.read_text())
-        row.update(score=data["score"], max_score=data.get("max_score", ""), status="ok" if done.returncode == 0
-                   else f"error: {data.get('output', '')[:200]}")
-        for part, entry in data.get("extra_data", {}).get("parts", {}).items():
-            row[part] = entry["score"]
+        output, _ = process.communicate(timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        row.update(score=0, status=f"error: not finished within {args.timeout:g} s")
-    except (OSError, ValueError, KeyError) as exc:
-        row.update(score=0, status=f"error: {type(exc).__name__}: {exc}")
+        os.killpg(process.pid, 9)
+        process.wait()
+        _sweep(user)
+        return {**row, "score": 0, "status": "timeout", "message": f"not finished within {args.timeout:g} s"}
+    try:
+        data = json.loads(results.read_text())
+        status = data.get("extra_data", {}).get("status", "internal-error")
+    except (OSError, ValueError) as exc:
+        tail = output.strip().splitlines()[-1:] or [f"{type(exc).__name__}: {exc}"]
+        return {**row, "score": 0, "status": "internal-error", "message": tail[0][:300]}
+    if process.returncode != 0 and status == "ok":
+        status = "internal-error"
+    row.update(score=_round(data["score"]), max_score=_round(data["extra_data"].get("max_score", 0)), status=status)
+    for part, entry in data.get("extra_data", {}).get("parts", {}).items():
+        row[part] = _round(entry["score"])
+        row[f"{part}_max"] = _round(entry["max_score"])
+    row["failed_tests"] = "; ".join(t["name"] for t in data.get("tests", []) if t.get("status") != "passed")
+    if status != "ok":
+        row["message"] = " ".join(data.get("output", "").split())[:300]
     return row
 
 
+def _round(value: float) -> float:
+    return round(float(value), CSV_DECIMALS)
+
+
+def _sweep(user: str | None) -> None:
+    """Kill what a stopped grading's worker left running as its job's user."""
+    if user is not None:
+        from .runner import hold_worker_user, resolve_user
+
+        with hold_worker_user(resolve_user(user)):
+            pass
+
+
 def run_grade_all(args: argparse.Namespace) -> int:
+    """Exit status 0 when every submission was graded, 1 when some could not be (see the CSV's status column), 2
+    when grading could not start."""
+    if not args.submissions.is_dir():
+        print(f"grade-all: {args.submissions} is not a folder", file=sys.stderr)
+        return 2
     fixtures = args.fixtures or _default_fixtures()
+    jobs = max(1, args.jobs)
+    users = worker_users(args.worker_user, jobs)
+    for name in filter(None, users):
+        problem = prepare_worker_user(name)
+        if problem:
+            print(f"grade-all: {problem}", file=sys.stderr)
+            return 2
     ensure_fixtures(fixtures, args.parts)
     entries = sorted(p for p in args.submissions.iterdir() if p.is_dir() or p.suffix == ".zip")
     results_dir = args.results_dir or Path(tempfile.mkdtemp(prefix="lm-results-"))
     results_dir.mkdir(parents=True, exist_ok=True)
+    free: queue.Queue[str | None] = queue.Queue()
+    for user in users:
+        free.put(user)
+
+    def job(path: Path) -> dict:
+        user = free.get()
+        try:
+            return _grade_one(path, results_dir / (re.sub(r"[^\w.-]", "_", path.stem) + ".json"), args, fixtures,
+                              user)
+        finally:
+            free.put(user)
+
     rows = []
-    with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        futures = {pool.submit(_grade_one, p, results_dir / (re.sub(r"[^\w.-]", "_", p.stem) + ".json"), args,
-                               fixtures): p for p in entries}
-        for future in concurrent.futures.as_completed(futures):
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        for future in concurrent.futures.as_completed([pool.submit(job, p) for p in entries]):
             row = future.result()
             rows.append(row)
-            print(f"{row['submission']}: {row.get('score', 0)} ({row['status']})", flush=True)
-    columns = ["submission", "score", "max_score"] + [p for p in PARTS if any(p in r for r in rows)] + ["status"]
+            print(f"{row['submission']}: {row.get('score', 0):g} ({row['status']})", flush=True)
+    parts = [p for p in PARTS if any(p in r for r in rows)]
+    columns = ["submission", "score", "max_score", "status"] + [c for p in parts for c in (p, f"{p}_max")]
+    columns += ["failed_tests", "message"]
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     with open(args.csv, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, restval="")
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda r: r["submission"]))
+    not_graded = [r["submission"] for r in rows if r["status"] != "ok"]
     print(f"wrote {args.csv} ({len(rows)} submissions; results in {results_dir})")
-    return 0
+    if not_graded:
+        print(f"grade-all: {len(not_graded)} submission(s) not graded normally: {', '.join(sorted(not_graded))} "
+              "(see the status and message columns)", file=sys.stderr)
+    return 1 if not_graded else 0
 
 
 # ---------------------------------------------------------------------------------------------------- build
@@ -226,12 +345,16 @@ COMMANDS: list[Command] = [
     ("selfcheck", "grade the reference, the stencil, alternatives and mutants; print the kill matrix", _add_selfcheck,
      run_selfcheck),
 ]
+STAFF_ONLY = {"build": "build", "selfcheck": "selfcheck"}
+"""Commands whose module is not in the Gradescope zip: offered only where the module exists."""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text, add_arguments, run in COMMANDS:
+        if name in STAFF_ONLY and importlib.util.find_spec(f"{__package__}.{STAFF_ONLY[name]}") is None:
+            continue
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(p)
         p.set_defaults(run=run)

@@ -1,10 +1,10 @@
 """The Gradescope autograder zip: `python -m autograder build [--out dist/autograder.zip]`.
 
 Gradescope unpacks the zip into /autograder/source and runs `setup.sh` once when it builds the image; `run_autograder`
-(copied to /autograder/run_autograder) grades each submission. The zip holds the judge, the worker, the hidden tests,
-points.json, the reference solution `assignment/` and `data/` (only to build the fixtures during setup), and
-`requirements-gradescope.txt` with pinned versions. Fixtures are not in the zip: setup.sh builds them with a fresh
-random seed on the image and makes them readable by root only.
+(copied to /autograder/run_autograder) grades each submission. The zip holds what `SHIPPED` lists (the judge, the
+worker, the hidden tests, points.json, the reference solution `assignment/` and `data/`, only to build the fixtures
+during setup), `requirements-gradescope.txt` with pinned versions, and the two scripts. Fixtures are not in the zip:
+setup.sh builds them with a fresh random seed on the image and makes them readable by root only.
 """
 
 from __future__ import annotations
@@ -21,9 +21,15 @@ keras==3.12.4
 numpy==2.2.6
 scipy==1.15.3
 """
-EXCLUDED_DIRS = {"__pycache__", "mutants", "alternatives", "adversarial"}
-"""Staff-only material (self-check catalog and its submissions) that Gradescope does not need."""
-EXCLUDED_FILES = {"autograder/selfcheck.py"}
+SHIPPED = (
+    "autograder/__init__.py", "autograder/__main__.py", "autograder/audit.py", "autograder/fixture_files.py",
+    "autograder/fixtures.py", "autograder/judge.py", "autograder/registry.py", "autograder/runner.py",
+    "autograder/points.json", "autograder/hidden/", "autograder/worker/", "assignment/", "data/__init__.py",
+    "data/prepare.py",
+)
+"""What grading needs, as an allow-list (a name ending in "/" means every .py file below that folder): the judge, the
+hidden tests, the worker, and the reference and corpus preparation that setup.sh builds the fixtures with. Staff-only
+material (self-check, mutants, alternatives, adversarial submissions, kit tests, stencil) is never shipped."""
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
@@ -33,15 +39,14 @@ def zip_entries(root: Path = ROOT) -> dict[str, bytes | Path]:
         "setup.sh": root / "autograder" / "setup.sh",
         "run_autograder": root / "autograder" / "run_autograder",
         "requirements-gradescope.txt": GRADESCOPE_REQUIREMENTS.encode(),
-        "autograder/points.json": root / "autograder" / "points.json",
     }
-    for folder in ("autograder", "assignment"):
-        for path in sorted((root / folder).rglob("*.py")):
-            relative = path.relative_to(root)
-            if not EXCLUDED_DIRS.intersection(relative.parts) and relative.as_posix() not in EXCLUDED_FILES:
-                entries[path.relative_to(root).as_posix()] = path
-    for name in ("data/__init__.py", "data/prepare.py"):
-        entries[name] = root / name
+    for name in SHIPPED:
+        if name.endswith("/"):
+            for path in sorted((root / name).rglob("*.py")):
+                if "__pycache__" not in path.parts:
+                    entries[path.relative_to(root).as_posix()] = path
+        else:
+            entries[name] = root / name
     missing = [name for name, src in entries.items() if isinstance(src, Path) and not src.is_file()]
     if missing:
         raise FileNotFoundError(f"cannot build the autograder zip, missing: {', '.join(missing)}")

@@ -6,6 +6,7 @@ everything that touches the submission runs in the worker process (`autograder.r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import resource
@@ -18,7 +19,7 @@ from typing import Any
 
 from . import fixture_files
 from .registry import ALL_TESTS, HiddenTest, TestFailure
-from .runner import Limits, Sandbox, Worker, WorkerStartError, find_package_dir, resolve_user
+from .runner import Limits, Sandbox, Worker, WorkerStartError, find_package_dir, hold_worker_user, resolve_user
 
 ROOT = Path(__file__).resolve().parent.parent
 POINTS_FILE = Path(__file__).resolve().parent / "points.json"
@@ -130,8 +131,12 @@ def grade(
         timeout_scale: factor on every test's per-call timeout (slower machines).
         log: receives progress lines for staff (default: nothing).
     Returns:
-        {"score", "max_score", "output", "execution_time", "tests": [{"name", "number", "score", "max_score",
-        "status", "output", "visibility", "tags"}], "extra_data": {...}} plus "leaderboard" when a test reported one.
+        {"score", "output", "execution_time", "tests": [{"name", "number", "score", "max_score", "status", "output",
+        "visibility", "tags"}], "extra_data": {"status", "max_score", ...}} plus "leaderboard" when a test reported
+        one (only keys of Gradescope's results specification at the top level). extra_data["status"] is "ok"
+        (graded), "empty" (no modules found), "unreadable" (the submission could not be copied),
+        "worker-start-failed" (an environment problem: the worker could not run) or "internal-error" (a judge or
+        fixture problem); anything but "ok" is for the staff to look at.
     """
     started = time.monotonic()
     log = log or (lambda line: None)
@@ -150,18 +155,23 @@ def grade(
     notes: list[str] = []
     sandbox = worker = None
     no_worker = ""
+    status = "ok"
+    held = contextlib.ExitStack()  # the worker user, while the worker may run
     if package_dir is None:
         no_worker = ("no Python modules found in the submission: upload the zip written by `python -m stencil.submit` "
                      "(the modules at the top level, or in a single folder).")
         notes.append(no_worker)
+        status = "empty"
     else:
         user = resolve_user(worker_user)
         log(f"worker user: {user.name if user else 'same as the judge (no privilege drop)'}")
+        held.enter_context(hold_worker_user(user, log))
         try:
             sandbox = Sandbox(package_dir, user)
         except ValueError as exc:
             no_worker = str(exc)
             notes.append(no_worker)
+            status = "unreadable"
         else:
             worker = Worker(sandbox, limits or Limits())
 
@@ -186,6 +196,7 @@ def grade(
                 if missing_fixtures:
                     message = f"autograder configuration error: no fixtures for part '{part}' (rebuild them)."
                     internal_errors.append(message)
+                    status = "internal-error" if status == "ok" else status
                 else:
                     try:
                         result = test.fn(ctx)
@@ -195,12 +206,14 @@ def grade(
                     except WorkerStartError as exc:
                         message = f"{exc}"
                         internal_errors.append(f"worker start failed: {exc}")
+                        status = "worker-start-failed"
                     except TestFailure as exc:
                         message = str(exc) or "failed"
                     except Exception as exc:  # noqa: BLE001 - a judge bug must cost one test, not the run
                         message = (f"the autograder could not check this ({type(exc).__name__}: {exc}); "
                                    "please tell the course staff.")
                         internal_errors.append(f"{test.name}: {traceback.format_exc()}")
+                        status = "internal-error" if status == "ok" else status
                 stdout, stderr = worker.output_since_mark() if worker is not None and credit < 1.0 else ("", "")
                 score = round(max_score * credit, 4)
                 earned += score
@@ -230,6 +243,7 @@ def grade(
             worker.stop()
         if sandbox is not None:
             sandbox.close()
+        held.close()
 
     part_scores = {}
     for test in results:
@@ -248,11 +262,11 @@ def grade(
     judge_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out: dict[str, Any] = {
         "score": total,
-        "max_score": maximum,
         "output": "\n".join(lines),
         "execution_time": round(time.monotonic() - started, 1),
         "tests": results,
-        "extra_data": {"parts": part_scores, "worker": worker_stats, "judge_peak_rss_mb": round(judge_rss, 1),
+        "extra_data": {"status": status, "max_score": maximum, "parts": part_scores, "worker": worker_stats,
+                       "judge_peak_rss_mb": round(judge_rss, 1),
                        "internal_errors": [e[-2000:] for e in internal_errors]},
     }
     if leaderboard:

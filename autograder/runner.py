@@ -14,16 +14,20 @@ judge keeps (autograder/ sources, fixtures, results) lives outside the sandbox w
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +134,55 @@ def resolve_user(spec: str | None) -> WorkerUser | None:
             return None
         raise RuntimeError(f"the worker user {name!r} does not exist (create it in setup.sh)") from None
     return WorkerUser(entry.pw_uid, entry.pw_gid, name, dedicated=name != "nobody")
+
+
+def sweep_user(user: WorkerUser | None, python: str | None = None) -> None:
+    """Kill every process of the dedicated worker user (escaped children, fork bombs, a worker left behind by a judge
+    that was killed). Only call it while holding the user (`hold_worker_user`)."""
+    if user is None or not user.dedicated:
+        return
+    try:
+        subprocess.run([python or sys.executable, "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"],
+                       user=user.uid, group=user.gid, extra_groups=[], env={"PATH": "/usr/bin:/bin"},
+                       cwd="/", check=False, timeout=30, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def _lock_directory() -> Path:
+    """A directory only the judge's user can write, for the worker-user locks."""
+    directory = Path(tempfile.gettempdir()) / f"lmkit-worker-locks-{os.geteuid()}"
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=0o700)
+    info = directory.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise RuntimeError(f"{directory} must be a directory of user {os.geteuid()} with mode 700")
+    return directory
+
+
+@contextlib.contextmanager
+def hold_worker_user(user: WorkerUser | None, log: Callable[[str], None] = lambda line: None) -> Iterator[None]:
+    """Hold `user` for one grading (an exclusive lock; a second grading with the same user waits for the first).
+
+    After a crash a grading kills every process of its worker user, so two gradings that share a user would kill each
+    other's workers. `grade-all --jobs N` gives each job its own user; this lock makes any other overlap safe. The
+    user's leftover processes are swept once the lock is held.
+    """
+    if user is None or not user.dedicated:
+        yield
+        return
+    fd = os.open(_lock_directory() / f"{user.name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another grading that uses the worker user {user.name} ...")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        sweep_user(user)
+        yield
+    finally:
+        os.close(fd)
 
 
 class Sandbox:
@@ -304,16 +357,6 @@ class Worker:
         except ProcessLookupError:
             pass
 
-    def _sweep_user(self) -> None:
-        """Kill every process of the dedicated worker user (escaped children, fork bombs)."""
-        user = self.sandbox.user
-        if user is None or not user.dedicated:
-            return
-        subprocess.run([self.python, "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"],
-                       user=user.uid, group=user.gid, extra_groups=[], env={"PATH": "/usr/bin:/bin"},
-                       cwd="/", check=False, timeout=30, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-
     def stop(self) -> None:
         """Stop the current worker process (if any) and everything it started."""
         if self.process is not None:
@@ -322,7 +365,7 @@ class Worker:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 pass
-            self._sweep_user()
+            sweep_user(self.sandbox.user, self.python)
         if self.channel is not None:
             self.channel.close()
         self.process = None

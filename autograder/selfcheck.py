@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 wanted = list(graded_parts) + (["audit"] if set(graded_parts) == set(GRADED_PARTS) else [])
                 graded = _grade(directory, wanted, fixtures_dir, args.worker_user)
-                score, maximum = graded["score"], graded["max_score"]
+                score, maximum = graded["score"], graded["extra_data"]["max_score"]
                 details = [f"{t['name']}: {t['output'][:300]}" for t in graded["tests"]
                            if (t["status"] == "passed") == (expected == "zero")]
             ok = score == maximum if expected == "full" else score == 0

@@ -37,7 +37,7 @@ def measure(submission: Path, fixtures: Path, parts: list[str] | None) -> dict:
     judge = resource.getrusage(resource.RUSAGE_SELF)
     worker = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
-        "score": results["score"], "max_score": results["max_score"], "wall_s": wall,
+        "score": results["score"], "max_score": results["extra_data"]["max_score"], "wall_s": wall,
         "judge_cpu_s": judge.ru_utime + judge.ru_stime, "worker_cpu_s": worker.ru_utime + worker.ru_stime,
         "judge_peak_rss_mb": judge.ru_maxrss / 1024, "worker_peak_rss_mb": worker.ru_maxrss / 1024,
         "worker_starts": results["extra_data"]["worker"]["starts"],

@@ -164,8 +164,8 @@ def _check_results(results: dict | None, adversary: Adversary | None, console: s
     assert results is not None, f"no results.json was written; console:\n{console[-2000:]}"
     text = json.dumps(results)
     assert len(text) < 500_000, "results.json must stay small"
-    assert results.get("output") != "hacked" and results["score"] <= results["max_score"]
-    assert set(results) >= {"score", "max_score", "output", "tests", "execution_time"}
+    assert results.get("output") != "hacked" and results["score"] <= results["extra_data"]["max_score"]
+    assert set(results) >= {"score", "output", "tests", "execution_time"}
     assert abs(sum(t["score"] for t in results["tests"]) - results["score"]) < 0.02
     wrong = [(t["name"], t["status"], t["output"][:300]) for t in results["tests"]
              if t["status"] != _expected_status(adversary, t)]
@@ -206,6 +206,6 @@ def test_grading_the_same_submission_twice_gives_the_same_result(graded, secrets
     first, second = graded["reference-1"][0], graded["reference-2"][0]
     for results in (first, second):
         _check_results(results, None, "", secrets)
-    assert first["score"] == second["score"] == first["max_score"]
+    assert first["score"] == second["score"] == first["extra_data"]["max_score"]
     assert [(t["name"], t["score"], t["output"]) for t in first["tests"]] == \
         [(t["name"], t["score"], t["output"]) for t in second["tests"]]

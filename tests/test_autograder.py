@@ -8,6 +8,7 @@ in a fraction of a second and only the part "preprocess" runs.
 from __future__ import annotations
 
 import ast
+import csv
 import io
 import json
 import os
@@ -140,7 +141,8 @@ def test_reference_gets_full_marks_and_results_follow_gradescope_schema(tmp_path
     failed = [(t["name"], t["output"]) for t in results["tests"] if t["status"] != "passed"]
     assert not failed
     points = judge.load_points()
-    assert results["score"] == results["max_score"] == points["preprocess"] + points["samplers"] + points["audit"]
+    maximum = points["preprocess"] + points["samplers"] + points["audit"]
+    assert results["score"] == results["extra_data"]["max_score"] == maximum
 
     written = json.loads(results_path.read_text())
     assert written == json.loads(json.dumps(results))
@@ -169,7 +171,7 @@ def test_broken_reference_loses_exactly_the_windows_test(tmp_path: Path, fixture
     failed = [t for t in results["tests"] if t["status"] == "failed"]
     assert [t["name"] for t in failed] == [result_of(results, WINDOWS)["name"]]
     assert "labels" in failed[0]["output"] and "shifted by one" in failed[0]["output"]
-    assert results["score"] == results["max_score"] - failed[0]["max_score"]
+    assert results["score"] == results["extra_data"]["max_score"] - failed[0]["max_score"]
 
 
 # ---------------------------------------------------------------------------------------------------- isolation
@@ -356,17 +358,28 @@ def test_cli_grade_and_grade_all_survive_a_crashing_submission(tmp_path: Path, f
     (submissions / "bob").mkdir()
     with zipfile.ZipFile(submissions / "carol.zip", "w") as zf:
         zf.writestr("preprocess.py", "import os\nos._exit(1)\n")
+    (submissions / "dave.zip").write_bytes(b"not a zip")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     out = tmp_path / "scores.csv"
-    subprocess.run([sys.executable, "-m", "autograder", "grade-all", str(submissions), "--jobs", "2", "--csv", str(out),
-                    "--parts", "preprocess", "--fixtures", str(fixtures_dir), "--results-dir", str(tmp_path / "r")],
-                   cwd=ROOT, check=True, env=env, capture_output=True)
-    rows = {line.split(",")[0]: line for line in out.read_text().splitlines()[1:]}
-    assert set(rows) == {"alice", "bob", "carol"}
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade-all", str(submissions), "--jobs", "2", "--csv",
+                           str(out), "--parts", "preprocess", "--fixtures", str(fixtures_dir), "--results-dir",
+                           str(tmp_path / "r"), "--worker-user", "none"], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 1, done.stderr  # some submissions could not be graded normally
+    assert "bob" in done.stderr and "dave" in done.stderr and "alice" not in done.stderr.split("normally:")[-1]
+    rows = {row["submission"]: row for row in csv.DictReader(out.open())}
+    assert set(rows) == {"alice", "bob", "carol", "dave"}
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "alice": "ok", "bob": "empty", "carol": "ok", "dave": "unreadable"}
     alice = json.loads((tmp_path / "r" / "alice.json").read_text())
     assert result_of(alice, WINDOWS)["status"] == "passed" and alice["score"] > 0
-    for name in ("bob", "carol"):
+    assert float(rows["alice"]["preprocess"]) == round(alice["score"], 2)
+    assert float(rows["alice"]["preprocess_max"]) == alice["extra_data"]["parts"]["preprocess"]["max_score"]
+    assert rows["alice"]["failed_tests"] == "; ".join(t["name"] for t in alice["tests"] if t["status"] != "passed")
+    assert float(rows["carol"]["score"]) == 0 and "preprocess: " in rows["carol"]["failed_tests"]
+    for name in ("bob", "carol", "dave"):
         assert json.loads((tmp_path / "r" / f"{name}.json").read_text())["score"] == 0
+    assert "could not be read" in rows["dave"]["message"] and "no Python modules" in rows["bob"]["message"]
 
 
 def test_build_zip_holds_what_gradescope_runs(tmp_path: Path) -> None:
