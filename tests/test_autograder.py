@@ -382,6 +382,43 @@ def test_cli_grade_and_grade_all_survive_a_crashing_submission(tmp_path: Path, f
     assert "could not be read" in rows["dave"]["message"] and "no Python modules" in rows["bob"]["message"]
 
 
+def test_grade_exit_status_says_whether_the_submission_was_graded(tmp_path: Path, fixtures_dir: Path) -> None:
+    """Exit 0 for a graded submission whatever its score; exit 1, results.json written, when it could not be graded:
+    an internal error (here: no fixtures for a requested part) or no modules at all."""
+    def run(submission: Path, *parts: str) -> tuple[int, dict]:
+        results = tmp_path / f"{submission.name}-{'-'.join(parts)}.json"
+        done = subprocess.run([sys.executable, "-m", "autograder", "grade", "--submission", str(submission),
+                               "--results", str(results), "--fixtures", str(fixtures_dir), "--worker-user", "none",
+                               "--quiet", "--parts", *parts], cwd=ROOT, capture_output=True, text=True,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        return done.returncode, json.loads(results.read_text())
+
+    graded = fake_submission(tmp_path, "def make_windows(ids, context_length, stride=None):\n    return 1\n")
+    code, results = run(graded, "preprocess")
+    assert (code, results["extra_data"]["status"]) == (0, "ok") and results["score"] < 1
+    code, results = run(graded, "rnn")
+    assert (code, results["extra_data"]["status"]) == (1, "internal-error")
+    assert "no fixtures for part 'rnn'" in results["tests"][0]["output"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, results = run(empty, "preprocess")
+    assert (code, results["extra_data"]["status"], results["score"]) == (1, "empty", 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop needs root")
+def test_a_worker_user_that_cannot_run_the_interpreter_is_a_worker_start_failure(tmp_path: Path,
+                                                                                  fixtures_dir: Path) -> None:
+    try:
+        subprocess.run([sys.executable, "-c", "pass"], user="nobody", cwd="/", capture_output=True, check=True)
+        pytest.skip("this interpreter can be run by an unprivileged user")
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    submission = fake_submission(tmp_path, GOOD_WINDOWS)
+    results = judge.grade(submission, ["preprocess"], fixtures_dir=fixtures_dir, worker_user="nobody")
+    assert results["extra_data"]["status"] == "worker-start-failed" and results["score"] == 0
+    assert "could not be started as user nobody" in results["tests"][0]["output"]
+
+
 def test_build_zip_holds_what_gradescope_runs(tmp_path: Path) -> None:
     out = tmp_path / "autograder.zip"
     subprocess.run([sys.executable, "-m", "autograder", "build", "--out", str(out)], cwd=ROOT, check=True,
