@@ -1,12 +1,13 @@
 """Build the student release `dist/student.zip`.
 
-    python -m tools.make_release [--out dist/student.zip]
+    python -m tools.make_release [--out dist/student.zip] [--splits data/splits]
 
 The zip holds one folder, `lm-assignment/`, with exactly what the handout's "What you get" section lists: the handout
 and its figures, the starter package `stencil/`, the public tests, requirements.txt, the corpus preparation script
-`data/prepare.py` and the prepared splits `data/splits/*.txt` (written with `python -m data.prepare` first when they are
-missing). The reference solution, the autograder, the kit's tests and these tools are never included. The stencil must
-be in sync with the reference (`python -m tools.make_stencil --check`), otherwise the build stops.
+`data/prepare.py` and the prepared splits `data/splits/*.txt`, read from `--splits DIR` (default `data/splits/`) and
+written there with `python -m data.prepare` first when any is missing. The reference solution, the autograder, the
+kit's tests and these tools are never included. The stencil must be in sync with the reference
+(`python -m tools.make_stencil --check`), otherwise the build stops.
 
 Entries are written in sorted order with a fixed timestamp, so the same inputs give the same bytes.
 """
@@ -47,9 +48,9 @@ def release_files(root: Path = ROOT, splits_dir: Path | None = None) -> dict[str
     return dict(sorted(files.items()))
 
 
-def prepare_splits(root: Path = ROOT) -> None:
-    """Write data/splits/*.txt with the kit's corpus preparation when any split is missing."""
-    splits_dir = root / "data" / "splits"
+def prepare_splits(root: Path = ROOT, splits_dir: Path | None = None) -> None:
+    """Write the splits (default data/splits/*.txt) with the kit's corpus preparation when any of them is missing."""
+    splits_dir = splits_dir or root / "data" / "splits"
     if all((splits_dir / f"{split}.txt").is_file() for split in SPLITS):
         return
     subprocess.run([sys.executable, "-m", "data.prepare", "--out", str(splits_dir)], cwd=root, check=True)
@@ -76,10 +77,13 @@ def build_release(out: Path, root: Path = ROOT, splits_dir: Path | None = None) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.make_release", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "dist" / "student.zip", help="zip to write")
+    parser.add_argument("--splits", type=Path, default=None, metavar="DIR",
+                        help="folder of the prepared splits, prepared there when missing (default data/splits)")
     args = parser.parse_args(argv)
+    splits_dir = args.splits.resolve() if args.splits else None
     try:
-        prepare_splits()
-        names = build_release(args.out)
+        prepare_splits(splits_dir=splits_dir)
+        names = build_release(args.out, splits_dir=splits_dir)
     except (FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"make_release: {exc}", file=sys.stderr)
         return 1
