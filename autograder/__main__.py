@@ -83,7 +83,8 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parts", nargs="+", choices=PARTS, default=None, help="only these parts")
     p.add_argument("--fixtures", type=Path, default=None, help="fixtures directory (default: dist/fixtures)")
     p.add_argument("--worker-user", default="auto",
-                   help="user the worker runs as when the judge is root ('auto': 'student' if it exists; 'none')")
+                   help="user the worker runs as when the judge is root ('auto': 'student' if it exists and can run "
+                        "this interpreter; 'none': no privilege drop)")
     p.add_argument("--timeout-scale", type=float, default=1.0, help="factor on every per-call timeout")
     p.add_argument("--quiet", action="store_true", help="print only the total")
 

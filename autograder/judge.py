@@ -124,8 +124,8 @@ def grade(
         fixtures_dir: directory with fixtures.npz and fixtures.json (default dist/fixtures under the kit's root).
         results_path: where to write results.json (not written when None).
         points: {part: points} overriding autograder/points.json (parts with 0 points are skipped).
-        worker_user: "auto" (as root: drop to the user `student` when it exists), a user name (required to exist
-            when the judge is root), or None for no privilege drop.
+        worker_user: "auto" (as root: drop to the user `student` when it exists and can run this interpreter), a
+            user name (required to exist when the judge is root), or None for no privilege drop.
         limits: the worker's resource limits (defaults of `runner.Limits`).
         time_budget: seconds for the whole run; tests after it are failed as not run.
         timeout_scale: factor on every test's per-call timeout (slower machines).

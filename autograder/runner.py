@@ -118,11 +118,11 @@ class WorkerUser:
     """True when no other process runs as this user, so all of its processes may be killed."""
 
 
-def resolve_user(spec: str | None) -> WorkerUser | None:
+def resolve_user(spec: str | None, python: str | None = None) -> WorkerUser | None:
     """The user the worker runs as: None (same user) unless the judge is root.
 
-    spec: "auto" (root: the user `student` if it exists, else no privilege drop), a user name (required), or
-    "" / "none" (no privilege drop).
+    spec: "auto" (root: the user `student` when it exists and can run the grading interpreter `python`, else no
+    privilege drop), a user name (required to exist), or "" / "none" (no privilege drop).
     """
     if os.geteuid() != 0 or spec in ("", "none", None):
         return None
@@ -133,7 +133,20 @@ def resolve_user(spec: str | None) -> WorkerUser | None:
         if spec == "auto":
             return None
         raise RuntimeError(f"the worker user {name!r} does not exist (create it in setup.sh)") from None
-    return WorkerUser(entry.pw_uid, entry.pw_gid, name, dedicated=name != "nobody")
+    user = WorkerUser(entry.pw_uid, entry.pw_gid, name, dedicated=name != "nobody")
+    if spec == "auto" and not can_run(user, python or sys.executable):
+        return None
+    return user
+
+
+def can_run(user: WorkerUser, python: str) -> bool:
+    """Whether `user` can start the interpreter `python` and import numpy (not when it lives in root's home)."""
+    try:
+        return subprocess.run([python, "-c", "import numpy"], user=user.uid, group=user.gid, extra_groups=[],
+                              cwd="/", env={"PATH": "/usr/bin:/bin"}, capture_output=True,
+                              timeout=120).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def sweep_user(user: WorkerUser | None, python: str | None = None) -> None:

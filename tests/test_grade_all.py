@@ -39,6 +39,10 @@ def _runs_as_nobody(python: str) -> bool:
         return False
 
 
+def _user_exists(name: str) -> bool:
+    return subprocess.run(["id", "-u", name], capture_output=True).returncode == 0
+
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop needs root")
 
 
@@ -80,15 +84,19 @@ def test_concurrent_grading_as_root_gives_the_sequential_scores(fixtures_dir: Pa
         pytest.skip("needs a grading interpreter an unprivileged user can run (LMKIT_GRADING_PYTHON)")
     shared = Path(tempfile.mkdtemp(prefix="lm-grade-all-"))
     os.chmod(shared, 0o1777)
+    users = ("lmkit-worker1", "lmkit-worker2")
+    existed = {user for user in users if _user_exists(user)}
     try:
         submissions = _submissions(tmp_path / "submissions", shared)
         assert len(list(submissions.iterdir())) >= 8
         parallel, console = _grade_all(submissions, tmp_path / "jobs2.csv", 2, fixtures_dir)
         sequential, _ = _grade_all(submissions, tmp_path / "jobs1.csv", 1, fixtures_dir)
+        created = [user for user in users if _user_exists(user)]  # one worker user per job, made by grade-all
     finally:
         shutil.rmtree(shared, ignore_errors=True)
-    for user in ("lmkit-worker1", "lmkit-worker2"):  # one worker user per job, created by grade-all
-        assert subprocess.run(["id", "-u", user], capture_output=True).returncode == 0, console[-2000:]
+        for user in set(users) - existed:
+            subprocess.run(["userdel", user], capture_output=True)
+    assert created == list(users), console[-2000:]
     assert parallel == sequential
     assert set(parallel) == {"reference-1", "reference-2", "reference-3", "stencil-1", "stencil-2", *CRASHERS}
     maximum = float(parallel["reference-1"]["max_score"])
