@@ -198,15 +198,11 @@ def prepare_worker_user(name: str) -> str | None:
         if made.returncode != 0:
             return f"could not create the worker user {name}: {made.stderr.strip() or 'useradd failed'}"
         print(f"created the worker user {name} (system user, no home, no login shell)", file=sys.stderr)
-    try:
-        probe = subprocess.run([sys.executable, "-c", "import numpy"], user=name, cwd="/", capture_output=True,
-                               text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
-        failure = probe.stderr.strip().splitlines()[-1:] if probe.returncode else []
-    except (OSError, subprocess.SubprocessError) as exc:
-        failure = [str(exc)]
-    if failure:
-        return (f"the worker user {name} cannot run {sys.executable} ({failure[0]}): install the requirements "
-                "in a virtual environment outside root's home (see the README), or pass --worker-user none")
+    from .runner import can_run, resolve_user
+
+    if not can_run(resolve_user(name), sys.executable):
+        return (f"the worker user {name} cannot run {sys.executable}: install the requirements in a virtual "
+                "environment outside root's home (see the README), or pass --worker-user none")
     return None
 
 
