@@ -16,6 +16,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PACKAGE = os.environ.get("LM_PACKAGE", "stencil")
+importlib.import_module(PACKAGE)  # first: its __init__ keeps TensorFlow's start-up lines off the console
 
 
 def _module(name: str) -> ModuleType:

@@ -4,8 +4,9 @@
 and every command runs there as a subprocess with a clean environment (PATH, a fresh HOME and LANG only, so nothing of
 this repository is importable): the public tests fail with their TODO messages on the untouched stencil, pass once the
 stencil's modules are replaced by the reference's, `python -m stencil.submit` builds submission.zip, and
-`python -m autograder grade` gives that zip full marks. Each step's CPU time (the step's processes, children included)
-is bounded, and the wall-clock timeouts only stop a hung step.
+`python -m autograder grade` gives that zip full marks. The commands that import TensorFlow start without its start-up
+log lines. Each step's CPU time (the step's processes, children included) is bounded, and the wall-clock timeouts only
+stop a hung step.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ ROOT = Path(__file__).resolve().parent.parent
 HANG_GUARD = 900  # seconds of wall time after which a step counts as hung (it needs well under a minute of CPU)
 PUBLIC_TESTS_CPU_SECONDS = 60
 """CPU budget of one run of the public tests (about 6 s here): students run them often, so they must stay fast."""
+TENSORFLOW_START_UP = re.compile(
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|^[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^ \]]+:\d+\] "
+    r"|oneDNN custom operations are on|This TensorFlow binary is optimized",
+    flags=re.M,
+)
+"""TensorFlow's start-up lines: absl's notice about logging before its initialisation, info and warning records (the
+oneDNN notice, the CPU instructions notice)."""
 
 
 def run_step(command: list[str], cwd: Path, env: dict[str, str], cpu_seconds: float) -> subprocess.CompletedProcess:
@@ -96,6 +105,19 @@ def fixtures_dir(tmp_path_factory) -> Path:
     return out
 
 
+def test_kit_command_starts_without_tensorflow_start_up_lines(tmp_path):
+    """With oneDNN on (as TensorFlow has it by default on some CPUs), importing TensorFlow logs its start-up lines
+    whatever TF_CPP_MIN_LOG_LEVEL says; the package keeps off those below the level (2 unless set) and no others."""
+    env = {**student_env(tmp_path / "home"), "TF_ENABLE_ONEDNN_OPTS": "1"}
+    command = [sys.executable, "-m", "assignment.generate", "--help"]
+    shown = run_step(command, ROOT, {**env, "TF_CPP_MIN_LOG_LEVEL": "0"}, 60)
+    assert shown.returncode == 0 and "oneDNN custom operations are on" in shown.stderr, shown.stderr
+    assert TENSORFLOW_START_UP.search(shown.stderr)
+    quiet = run_step(command, ROOT, env, 60)
+    assert quiet.returncode == 0 and quiet.stdout == shown.stdout
+    assert not TENSORFLOW_START_UP.search(quiet.stderr), quiet.stderr
+
+
 def unpack(archive: Path, into: Path) -> Path:
     """`unzip student.zip && cd lm-assignment`: the folder every command of the handout runs in."""
     with zipfile.ZipFile(archive) as zf:
@@ -113,7 +135,7 @@ def test_nothing_of_the_kit_is_importable_from_the_unpacked_release(student_zip,
     assert done.stdout.strip() == "['stencil', 'data.prepare', 'public_tests']", done.stderr
 
 
-def test_untouched_stencil_fails_every_public_test_with_a_todo_and_its_commands_run(student_zip, tmp_path):
+def test_untouched_stencil_fails_every_public_test_with_a_todo_and_its_commands_start_quietly(student_zip, tmp_path):
     folder = unpack(student_zip, tmp_path / "unzipped")
     env = student_env(tmp_path / "home")
     status, cases = run_public_tests(folder, env, tmp_path / "stencil.xml")
@@ -133,6 +155,7 @@ def test_untouched_stencil_fails_every_public_test_with_a_todo_and_its_commands_
     for command in (["stencil.train", "--help"], ["data.prepare", "--help"]):  # the handout's first commands
         done = run_step([sys.executable, "-m", *command], folder, env, 60)
         assert done.returncode == 0 and done.stdout.startswith("usage: python -m "), done.stderr
+        assert not TENSORFLOW_START_UP.search(done.stderr), f"{' '.join(command)} printed:\n{done.stderr}"
 
 
 def test_stencil_filled_with_the_reference_passes_the_public_tests_and_its_submission_gets_full_marks(
