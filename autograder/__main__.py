@@ -28,8 +28,10 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from .parts import NAMES
+
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("preprocess", "rnn", "lstm", "samplers", "transformer", "train", "quality", "audit")
+PARTS = NAMES
 
 
 def _default_fixtures() -> Path:

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from . import fixture_files
+from . import parts as parts_table
 from .registry import ALL_TESTS, HiddenTest, TestFailure
 from .runner import Limits, Sandbox, Worker, WorkerStartError, find_package_dir, hold_worker_user, resolve_user
 
 ROOT = Path(__file__).resolve().parent.parent
 POINTS_FILE = Path(__file__).resolve().parent / "points.json"
 DEFAULT_FIXTURES = ROOT / "dist" / "fixtures"
-PART_ORDER = ("preprocess", "rnn", "lstm", "samplers", "transformer", "train", "quality", "audit")
+PART_ORDER = parts_table.NAMES
 """Report order; the audit runs last because its points scale with the points earned before it."""
 TIME_BUDGET = 540.0
 """Seconds for the whole grade (Gradescope stops the autograder at 10 minutes); later tests are skipped."""

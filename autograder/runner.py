@@ -32,11 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import parts
 from .registry import TestFailure
 from .worker.protocol import Channel, ChannelClosed, ChannelTimeout, ProtocolError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
-MODULES = ("preprocess", "rnn", "lstm", "samplers", "transformer", "train")
+MODULES = parts.MODULES
 """Submission modules imported when the worker starts (others are imported on demand)."""
 IMPORT_TIMEOUT = 120.0
 """Seconds one module may take to import (TensorFlow's first import included) before it is blocked."""

@@ -27,8 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .parts import GRADED
+
 ROOT = Path(__file__).resolve().parent.parent
-GRADED_PARTS = ("preprocess", "rnn", "lstm", "samplers", "transformer", "train")
+GRADED_PARTS = GRADED
 
 
 @dataclass

@@ -123,10 +123,12 @@ def test_points_are_split_in_hundredths_that_add_up() -> None:
         assert max(abs(a - b) for a, b in zip(split, ideal, strict=True)) < 0.01
 
 
-def test_points_file_covers_every_part() -> None:
-    points = judge.load_points()
-    assert set(points) == set(judge.PART_ORDER)
-    assert points["quality"] == 0 and all(points[p] > 0 for p in judge.PART_ORDER if p != "quality")
+def test_points_file_matches_the_parts_table() -> None:
+    from autograder.parts import PARTS
+
+    assert judge.load_points() == {part.name: float(part.points) for part in PARTS}
+    assert sum(part.points for part in PARTS) == 100
+    assert [part.name for part in PARTS][-1] == "audit"  # its points scale with the points earned before it
 
 
 # ---------------------------------------------------------------------------------------------------- reference

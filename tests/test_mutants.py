@@ -27,11 +27,12 @@ from autograder.mutants import (
     harness,
     write_submission,
 )
+from autograder.parts import GRADED
 
 MUTANTS = all_mutants()
 KILLABLE = [m for m in MUTANTS if m.gap is None]
 GAPS = [m for m in MUTANTS if m.gap is not None]
-GRADED_PARTS = ("preprocess", "rnn", "lstm", "samplers", "transformer", "train")
+GRADED_PARTS = GRADED
 
 
 @pytest.fixture(scope="module")

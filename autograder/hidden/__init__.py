@@ -3,7 +3,7 @@ order of PARTS (the order of the report)."""
 
 import importlib
 
-PARTS = ("preprocess", "rnn", "lstm", "samplers", "transformer", "train", "quality")
+from ..parts import WITH_FIXTURES as PARTS
 
 for _part in PARTS:
     importlib.import_module(f"{__name__}.{_part}")

@@ -24,16 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from ..parts import MODULES, parts_seeing
+
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "assignment"
 
-MODULE_PARTS = {
-    "preprocess": ("preprocess",),
-    "rnn": ("rnn", "lstm"),  # lstm.py reuses rnn.py's language model
-    "lstm": ("lstm",),
-    "samplers": ("samplers",),
-    "transformer": ("transformer",),
-    "train": ("train",),
-}
+MODULE_PARTS = {module: parts_seeing(module) for module in MODULES}
 """Autograder parts whose tests can see a change to each module."""
 
 
