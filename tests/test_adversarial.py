@@ -27,6 +27,7 @@ import pytest
 
 from autograder.adversarial import ADVERSARIES, Adversary
 from autograder.mutants import write_submission
+from autograder.registry import DEFAULT_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 4321
@@ -36,7 +37,14 @@ IS_ROOT = os.geteuid() == 0
 GRADING_PYTHON = os.environ.get("LMKIT_GRADING_PYTHON", sys.executable)
 """The interpreter that grades (judge and worker): CI points this at one outside root's home, so that the worker's
 user can run it and the privilege drop is exercised for real."""
-TIMEOUT_SCALE = 0.1  # 6 s per probe call: the infinite loop costs seconds, not a minute
+TIMEOUT_SCALE = 1.0
+"""Per-call timeouts as deployed (30 s) wherever nothing should hang. The slowest probe call of preprocess and samplers
+takes about 0.25 s on an idle 2-core machine, so two gradings at a time on a loaded machine keep a wide margin (at
+0.1, a probe of fork-30-children once took longer than its 3 s)."""
+HANG_TIMEOUT_SCALE = 1 / 3
+"""Per-call timeouts of the runs whose submission hangs in a probe: the hang is stopped after 10 s (10 s of CPU for an
+infinite loop, not a minute or the whole time budget), while the probes that do finish in that run still have 40 times
+the slowest one's time."""
 ALL_PARTS = tuple(sorted({p for a in ADVERSARIES for p in a.parts}))
 
 
@@ -88,12 +96,18 @@ def kit(tmp_path_factory):
         subprocess.run(["userdel", name], check=False, capture_output=True)
 
 
-def _grade(kit_dir: Path, submission: Path, results: Path, parts, user: str) -> tuple[dict | None, str, float]:
+def _hangs(adversary: Adversary) -> bool:
+    """Whether the adversary's submission hangs in a probe (the judge must stop it with the per-call timeout)."""
+    return "did not finish within" in adversary.message
+
+
+def _grade(kit_dir: Path, submission: Path, results: Path, parts, user: str,
+           timeout_scale: float) -> tuple[dict | None, str, float]:
     started = time.monotonic()
     done = subprocess.run(
         [GRADING_PYTHON, "-m", "autograder", "grade", "--submission", str(submission), "--results", str(results),
          "--parts", *parts, "--fixtures", str(kit_dir / "dist" / "fixtures"), "--worker-user", user,
-         "--timeout-scale", str(TIMEOUT_SCALE), "--quiet"],
+         "--timeout-scale", str(timeout_scale), "--quiet"],
         cwd=kit_dir, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=600)
     seconds = time.monotonic() - started
     data = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
@@ -108,10 +122,10 @@ def graded(kit, tmp_path_factory):
     for user in ("none",) * 2 if users == "none" else users:
         free.put(user)
 
-    def grade(submission: Path, results: Path, parts) -> tuple[dict | None, str, float]:
+    def grade(submission: Path, results: Path, parts, timeout_scale: float) -> tuple[dict | None, str, float]:
         user = free.get()  # never two concurrent runs with the same worker user
         try:
-            return _grade(kit_dir, submission, results, parts, user)
+            return _grade(kit_dir, submission, results, parts, user, timeout_scale)
         finally:
             free.put(user)
 
@@ -120,13 +134,14 @@ def graded(kit, tmp_path_factory):
     for adversary in ADVERSARIES:
         if adversary.needs_drop and users == "none":
             continue
-        jobs[adversary.id] = (adversary.write(scratch / adversary.id / "submission", shared), adversary.parts)
+        jobs[adversary.id] = (adversary.write(scratch / adversary.id / "submission", shared), adversary.parts,
+                              HANG_TIMEOUT_SCALE if _hangs(adversary) else TIMEOUT_SCALE)
     reference = write_submission((), scratch / "reference" / "submission")
     for label in ("reference-1", "reference-2"):
-        jobs[label] = (reference, ALL_PARTS)
+        jobs[label] = (reference, ALL_PARTS, TIMEOUT_SCALE)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        futures = {key: pool.submit(grade, sub, scratch / f"{key}.json", parts)
-                   for key, (sub, parts) in jobs.items()}
+        futures = {key: pool.submit(grade, sub, scratch / f"{key}.json", parts, scale)
+                   for key, (sub, parts, scale) in jobs.items()}
         out = {key: future.result() for key, future in futures.items()}
     time.sleep(3)  # give escaped processes time to tamper with results.json after the judge wrote it
     for key in out:
@@ -185,6 +200,9 @@ def test_adversarial_submission_is_graded_safely(adversary: Adversary, graded, s
         pytest.skip(DROP_SKIP)
     results, console, _ = graded[adversary.id]
     _check_results(results, adversary, console, secrets)
+    if _hangs(adversary):  # stopped by its own call's timeout, not by the time budget of the run
+        hung = next(t for t in results["tests"] if t["status"] == "failed")
+        assert f"did not finish within {DEFAULT_TIMEOUT * HANG_TIMEOUT_SCALE:g} s" in hung["output"], hung["output"]
 
 
 def test_no_process_started_by_a_submission_survives_grading(graded, kit) -> None:
