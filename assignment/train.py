@@ -336,6 +336,94 @@ def _scalars(writer: tf.summary.SummaryWriter | None, step: int, values: dict[st
                 tf.summary.scalar(name, value)
 
 
+def estimate_eta(first: tuple[int, float], current: tuple[int, float], total: int) -> float | None:
+    """Seconds until step `total`, from the pace between the end of the first step of this process and now.
+
+    Args:
+        first: (step, clock time) when the first step this process ran had finished. That step is left out of the
+            pace: it includes tracing the training step (seconds, against milliseconds for the steps after it).
+        current: (step, clock time) of the last finished step.
+        total: the last step of the run.
+
+    Returns:
+        (total - step) * seconds per step since `first`, or None before a step after the first one has finished.
+    """
+    (first_step, first_time), (step, now) = first, current
+    if step <= first_step:
+        return None
+    return max(total - step, 0) * (now - first_time) / (step - first_step)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Progress:
+    """The console progress of `fit`.
+
+    On a terminal, one line rewritten in place (carriage return, no escape codes), which keeps showing a value until
+    a new one comes (the validation loss between evaluations); otherwise (a log file, a pipe) a plain line every
+    `every` steps, on the steps given `force`, and at the last one, with the values of that step. Each line shows the
+    step, the values, the time per step and the estimated time left (`estimate_eta`: both leave out the first step
+    this process runs, which includes tracing).
+    """
+
+    def __init__(self, total: int, every: int = 10, stream=None, interactive: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic, min_interval: float = 0.1):
+        self.total, self.every, self.clock, self.min_interval = int(total), max(int(every), 1), clock, min_interval
+        self.stream = sys.stdout if stream is None else stream
+        if interactive is None:
+            isatty = getattr(self.stream, "isatty", None)
+            interactive = bool(isatty and isatty())
+        self.interactive = interactive
+        self.first: tuple[int, float] | None = None
+        self._width, self._last_write, self._open = 0, -math.inf, False
+        self._shown: dict[str, float] = {}
+
+    def line(self, step: int, values: Sequence[tuple[str, float]], now: float) -> str:
+        """The progress line of `step` with `values` at clock time `now`."""
+        digits = len(str(self.total))
+        parts = [f"step {step:{digits}d}/{self.total}"]
+        parts += [f"{name} {value:.2e}" if name == "lr" else f"{name} {value:.4f}" for name, value in values]
+        eta = estimate_eta(self.first, (step, now), self.total) if self.first is not None else None
+        if eta is not None:
+            per_step = (now - self.first[1]) / (step - self.first[0])
+            parts.append(f"{per_step * 1000:.0f} ms/step")
+            if step < self.total:
+                parts.append(f"ETA {_duration(eta)}")
+        return "  ".join(parts)
+
+    def update(self, step: int, values: Sequence[tuple[str, float]] = (), force: bool = False) -> None:
+        """Show the progress after `step` has finished."""
+        now = self.clock()
+        if self.first is None:
+            self.first = (step, now)
+        last = step >= self.total
+        if self.interactive:
+            if not (last or force or now - self._last_write >= self.min_interval):
+                self._shown.update(values)
+                return
+            self._shown.update(values)
+            text = self.line(step, list(self._shown.items()), now)
+            self.stream.write("\r" + text + " " * max(self._width - len(text), 0) + ("\n" if last else ""))
+            self._width, self._open = (0, False) if last else (len(text), True)
+        else:
+            if not (last or force or step % self.every == 0):
+                return
+            self.stream.write(self.line(step, values, now) + "\n")
+        self._last_write = now
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the line being rewritten in place, if any (before printing something else)."""
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open, self._width = False, 0
+
+
 def fit(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
@@ -357,43 +445,48 @@ def fit(
     Every `log_every` steps the train loss, perplexity, learning rate and gradient norm go to TensorBoard
     (`log_dir/train`); every `eval_every` steps and at the end, `evaluate` on `valid` (its first `eval_batches`
     batches) goes to `log_dir/valid`, together with a text sample `sample(step)` when given, and `policy.save_best`
-    keeps the best model. `policy.maybe_save` runs after every step, `policy.save` at the end. The console shows a
-    keras Progbar.
+    keeps the best model. `policy.maybe_save` runs after every step, `policy.save` at the end. With `verbose`, the
+    console shows a `Progress` line (every `log_every` steps when it is not a terminal).
     """
     train_fn = make_train_step(model, optimizer, clip_norm=clip_norm, jit_compile=jit_compile)
     writers = {}
     if log_dir is not None:
         writers = {name: tf.summary.create_file_writer(str(Path(log_dir) / name)) for name in ("train", "valid")}
     start = int(policy.step.numpy())
-    progbar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["loss", "grad_norm", "lr", "valid_loss"])
-    progbar.update(start)
+    progress = Progress(steps, every=log_every) if verbose else None
     results: dict[str, float] = {}
-    for step in range(start + 1, steps + 1):
-        learning_rate = float(optimizer.learning_rate)  # the rate this step uses
-        inputs, labels = next(batches)
-        metrics = train_fn(inputs, labels)
-        policy.step.assign(step)
-        results["loss"] = loss = float(metrics["loss"])
-        shown = [("loss", loss), ("grad_norm", float(metrics["grad_norm"])), ("lr", learning_rate)]
-        if step % log_every == 0 or step == steps:
-            _scalars(writers.get("train"), step, {"loss": loss, "perplexity": float(perplexity(loss)),
-                                                   "learning_rate": learning_rate, "grad_norm": shown[1][1]})
-        if valid is not None and (step % eval_every == 0 or step == steps):
-            result = evaluate(model, valid, max_batches=eval_batches)
-            results.update(valid_loss=result["loss"], valid_perplexity=result["perplexity"])
-            _scalars(writers.get("valid"), step, {"loss": result["loss"], "perplexity": result["perplexity"]})
-            policy.save_best(result["loss"])
-            if sample is not None and "valid" in writers:
-                with writers["valid"].as_default(step=step):
-                    tf.summary.text("sample", sample(step))
-            shown.append(("valid_loss", result["loss"]))
-        if step == steps:
-            policy.save(step)
-        else:
-            policy.maybe_save(step)
-        progbar.update(step, shown)
-    for writer in writers.values():
-        writer.flush()
+    try:
+        for step in range(start + 1, steps + 1):
+            learning_rate = float(optimizer.learning_rate)  # the rate this step uses
+            inputs, labels = next(batches)
+            metrics = train_fn(inputs, labels)
+            policy.step.assign(step)
+            results["loss"] = loss = float(metrics["loss"])
+            shown = [("loss", loss), ("grad_norm", float(metrics["grad_norm"])), ("lr", learning_rate)]
+            if step % log_every == 0 or step == steps:
+                _scalars(writers.get("train"), step, {"loss": loss, "perplexity": float(perplexity(loss)),
+                                                       "learning_rate": learning_rate, "grad_norm": shown[1][1]})
+            evaluated = valid is not None and (step % eval_every == 0 or step == steps)
+            if evaluated:
+                result = evaluate(model, valid, max_batches=eval_batches)
+                results.update(valid_loss=result["loss"], valid_perplexity=result["perplexity"])
+                _scalars(writers.get("valid"), step, {"loss": result["loss"], "perplexity": result["perplexity"]})
+                policy.save_best(result["loss"])
+                if sample is not None and "valid" in writers:
+                    with writers["valid"].as_default(step=step):
+                        tf.summary.text("sample", sample(step))
+                shown.append(("valid_loss", result["loss"]))
+            if step == steps:
+                policy.save(step)
+            else:
+                policy.maybe_save(step)
+            if progress is not None:
+                progress.update(step, shown, force=evaluated)
+    finally:
+        if progress is not None:
+            progress.close()
+        for writer in writers.values():
+            writer.flush()
     return results
 
 

@@ -63,7 +63,8 @@ def test_train_writes_config_tokenizer_checkpoints_and_logs_then_generate_contin
     assert checkpoints(out) == [4] and checkpoints(out / "best")
     assert list((out / "logs" / "train").glob("events.out.tfevents.*"))
     assert list((out / "logs" / "valid").glob("events.out.tfevents.*"))
-    capsys.readouterr()
+    printed = capsys.readouterr().out  # not a terminal: plain progress lines, no carriage return or escape code
+    assert "step 4/4  loss " in printed and not any(char in printed for char in "\r\b\x1b")
 
     argv = ["--checkpoint", str(out), "--prompt", "3: the", "--max-new-tokens", "12", "--seed", "1"]
     assert generate.main(argv) == 0

@@ -7,6 +7,7 @@ weights and counters of the objects that were saved. Every model is tiny and bui
 
 from __future__ import annotations
 
+import io
 import math
 import os
 
@@ -359,3 +360,66 @@ def test_fit_logs_train_and_valid_scalars_and_a_text_sample_to_tensorboard(tmp_p
     assert [(step, text.item().decode()) for step, text in validated["sample"]] == [(3, "sample at 3"),
                                                                                    (4, "sample at 4")]
     assert checkpoint_numbers(tmp_path / "run") == [4] and checkpoint_numbers(tmp_path / "run" / "best")
+
+
+# ---------------------------------------------------------------------------------------------------- progress
+def test_eta_leaves_out_the_first_step_which_includes_tracing():
+    # The first step of this process ended 15 s after the start (tracing); the next 10 took 0.1 s each.
+    assert train.estimate_eta((1, 15.0), (11, 16.0), 1000) == pytest.approx(989 * 0.1)
+    assert train.estimate_eta((501, 15.0), (511, 16.0), 1000) == pytest.approx(489 * 0.1)  # a resumed run
+    assert train.estimate_eta((1, 15.0), (1, 15.0), 1000) is None  # no pace before a second step
+    assert train.estimate_eta((1, 15.0), (1000, 114.9), 1000) == 0.0
+
+
+class Stream(io.StringIO):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_off_a_terminal_is_plain_lines_every_few_steps_with_an_eta_from_the_steps_after_the_first():
+    clock, stream = FakeClock(), Stream(tty=False)
+    progress = train.Progress(1000, every=10, stream=stream, clock=clock)
+    for step in range(1, 31):
+        clock.now = 15.0 if step == 1 else clock.now + 0.1
+        progress.update(step, [("loss", 2.5), ("lr", 1e-3)], force=step == 25)
+    progress.close()
+    text = stream.getvalue()
+    assert "\r" not in text and "\x1b" not in text and "\b" not in text
+    lines = text.splitlines()
+    assert [line.split()[1] for line in lines] == ["10/1000", "20/1000", "25/1000", "30/1000"]
+    assert lines[0] == "step   10/1000  loss 2.5000  lr 1.00e-03  100 ms/step  ETA 1:39"  # 990 steps of 0.1 s
+    assert lines[-1].endswith("100 ms/step  ETA 1:37")
+
+
+def test_progress_on_a_terminal_rewrites_one_line_and_ends_it_at_the_last_step_or_on_close():
+    clock, stream = FakeClock(), Stream(tty=True)
+    progress = train.Progress(4, stream=stream, clock=clock, min_interval=0.0)
+    for step, shown in ((1, [("loss", 1.0)]), (2, [("loss", 1.5), ("valid_loss", 2.0)]), (3, [("loss", 1.25)])):
+        clock.now += 1.0
+        progress.update(step, shown)
+    assert stream.getvalue() == ("\rstep 1/4  loss 1.0000"
+                                 "\rstep 2/4  loss 1.5000  valid_loss 2.0000  1000 ms/step  ETA 0:02"
+                                 "\rstep 3/4  loss 1.2500  valid_loss 2.0000  1000 ms/step  ETA 0:01")  # kept
+    progress.close()
+    assert stream.getvalue().endswith("ETA 0:01\n")
+    progress.close()  # nothing more to end
+    clock.now += 1.0
+    progress.update(4, [("loss", 0.5)])
+    assert stream.getvalue().endswith("ETA 0:01\n\rstep 4/4  loss 0.5000  valid_loss 2.0000  1000 ms/step\n")
+    assert "\x1b" not in stream.getvalue() and "\b" not in stream.getvalue()
+    assert train.Progress(3, stream=Stream(tty=True)).interactive
+    assert not train.Progress(3, stream=Stream(tty=False)).interactive
+
+
+def test_progress_on_a_terminal_pads_a_shorter_line_over_the_longer_one_before_it():
+    clock, stream = FakeClock(), Stream(tty=True)
+    progress = train.Progress(3, stream=stream, clock=clock, min_interval=0.0)
+    for step in (1, 2, 3):
+        clock.now += 1.0
+        progress.update(step, [("loss", 1.0)])
+    second, last = "step 2/3  loss 1.0000  1000 ms/step  ETA 0:01", "step 3/3  loss 1.0000  1000 ms/step"
+    assert stream.getvalue().endswith("\r" + second + "\r" + last + " " * (len(second) - len(last)) + "\n")
