@@ -6,7 +6,8 @@ policy that survives interruptions, and the training loop and command line that 
 
 The run directory DIR (--out) holds `config.json` (model kind, hyperparameters, tokenizer), the tokenizer as JSON, the
 checkpoints (`ckpt-STEP.*`, the best one by validation loss in `best/`) and the TensorBoard logs (`logs/train`,
-`logs/valid`). Running the same command again resumes from the latest checkpoint.
+`logs/valid`). Ctrl-C stops training after the current step and saves a checkpoint of it; running the same command
+again resumes from the latest checkpoint and trains exactly as an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -424,6 +427,46 @@ class Progress:
             self._open, self._width = False, 0
 
 
+class StopRequest:
+    """Ctrl-C (SIGINT) during training, deferred to the end of the current step.
+
+    Inside `with StopRequest() as stop:` (in the main thread) the first SIGINT only sets `stop.requested`; `fit`
+    checks it after every step, saves a checkpoint of that step and returns, so the step counter, the optimizer, the
+    weights, the data position and the best loss in the checkpoint all describe the same point. The first SIGINT also
+    puts the previous handler back, so a second one interrupts at once (KeyboardInterrupt), without saving.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is not signal.SIG_IGN:  # a process started with SIGINT ignored keeps ignoring it
+                signal.signal(signal.SIGINT, self._handle)
+                self._previous = signal.default_int_handler if previous is None else previous
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+        self._previous = None
+        try:  # os.write: print could re-enter a write to stderr that the signal interrupted
+            os.write(sys.stderr.fileno(), b"\ninterrupted: stopping after this step and saving a checkpoint "
+                                          b"(Ctrl-C again to quit without saving it)\n")
+        except (AttributeError, OSError, ValueError):
+            pass
+
+
 def fit(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
@@ -439,14 +482,19 @@ def fit(
     sample: Callable[[int], str] | None = None,
     jit_compile: bool = False,
     verbose: int = 1,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
-    """Train from `policy.step` up to `steps` steps; returns the last train loss and validation results.
+    """Train from `policy.step` up to `steps` steps; returns the last step done ("step"), the last train loss and
+    the last validation results.
 
     Every `log_every` steps the train loss, perplexity, learning rate and gradient norm go to TensorBoard
     (`log_dir/train`); every `eval_every` steps and at the end, `evaluate` on `valid` (its first `eval_batches`
     batches) goes to `log_dir/valid`, together with a text sample `sample(step)` when given, and `policy.save_best`
     keeps the best model. `policy.maybe_save` runs after every step, `policy.save` at the end. With `verbose`, the
     console shows a `Progress` line (every `log_every` steps when it is not a terminal).
+
+    `stop` (such as a `StopRequest`) is called after every step, once the step is complete (logged, evaluated, saved
+    when due); when it returns True, fit saves a checkpoint of that step, unless it has just saved one, and returns.
     """
     train_fn = make_train_step(model, optimizer, clip_norm=clip_norm, jit_compile=jit_compile)
     writers = {}
@@ -454,13 +502,14 @@ def fit(
         writers = {name: tf.summary.create_file_writer(str(Path(log_dir) / name)) for name in ("train", "valid")}
     start = int(policy.step.numpy())
     progress = Progress(steps, every=log_every) if verbose else None
-    results: dict[str, float] = {}
+    results: dict[str, float] = {"step": start}
     try:
         for step in range(start + 1, steps + 1):
             learning_rate = float(optimizer.learning_rate)  # the rate this step uses
             inputs, labels = next(batches)
             metrics = train_fn(inputs, labels)
             policy.step.assign(step)
+            results["step"] = step
             results["loss"] = loss = float(metrics["loss"])
             shown = [("loss", loss), ("grad_norm", float(metrics["grad_norm"])), ("lr", learning_rate)]
             if step % log_every == 0 or step == steps:
@@ -477,11 +526,15 @@ def fit(
                         tf.summary.text("sample", sample(step))
                 shown.append(("valid_loss", result["loss"]))
             if step == steps:
-                policy.save(step)
+                saved = policy.save(step)
             else:
-                policy.maybe_save(step)
+                saved = policy.maybe_save(step)
             if progress is not None:
                 progress.update(step, shown, force=evaluated)
+            if stop is not None and step < steps and stop():
+                if saved is None:
+                    policy.save(step)
+                break
     finally:
         if progress is not None:
             progress.close()
@@ -664,7 +717,7 @@ def text_sampler(model: keras.Model, tokenizer, prompt: str, max_new_tokens: int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m assignment.train`: returns the exit status (2 for bad input)."""
+    """`python -m assignment.train`: returns the exit status (2 for bad input, 130 when interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         _check_arguments(args)
@@ -682,8 +735,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as exc:  # ValueError: the text cannot make windows
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted before training started: nothing was saved", file=sys.stderr)
+        return 130
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return train_run(args, out, config, tokenizer, batches, valid, texts["valid"])
+    try:
+        return train_run(args, out, config, tokenizer, batches, valid, texts["valid"])
+    except KeyboardInterrupt:  # before the training loop started, or a second Ctrl-C in it
+        latest = tf.train.latest_checkpoint(str(out))
+        print("\ninterrupted: " + (f"the latest checkpoint is {latest}; run the same command to resume from it"
+                                   if latest else "nothing was saved"), file=sys.stderr)
+        return 130
 
 
 def train_run(args: argparse.Namespace, out: Path, config: dict, tokenizer, batches: tf.data.Dataset,
@@ -708,9 +770,10 @@ def train_run(args: argparse.Namespace, out: Path, config: dict, tokenizer, batc
     if args.sample_tokens:
         sample = text_sampler(model, tokenizer, sample_prompt(valid_text), args.sample_tokens)
     try:
-        results = fit(model, optimizer, policy, iterator, args.steps, valid, clip_norm=args.clip_norm or None,
-                      log_dir=out / "logs", log_every=args.log_every, eval_every=args.eval_every,
-                      eval_batches=args.eval_batches or None, sample=sample, jit_compile=args.jit)
+        with StopRequest() as stop:
+            results = fit(model, optimizer, policy, iterator, args.steps, valid, clip_norm=args.clip_norm or None,
+                          log_dir=out / "logs", log_every=args.log_every, eval_every=args.eval_every,
+                          eval_batches=args.eval_batches or None, sample=sample, jit_compile=args.jit, stop=stop)
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
         if not args.jit:
             raise
@@ -718,10 +781,9 @@ def train_run(args: argparse.Namespace, out: Path, config: dict, tokenizer, batc
         print(f"error: XLA could not compile the training step (--jit): {first_line}; run without --jit",
               file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        step = int(policy.step.numpy())
-        print(f"\ninterrupted at step {step}; saved {policy.save(step)}: run the same command to resume",
-              file=sys.stderr)
+    if results["step"] < args.steps:
+        print(f"interrupted at step {results['step']}; saved {policy.manager.latest_checkpoint}: run the same "
+              "command to resume", file=sys.stderr)
         return 130
     print(f"step {args.steps}: train loss {results['loss']:.4f}, valid loss {results['valid_loss']:.4f} "
           f"(perplexity {results['valid_perplexity']:.2f}); best checkpoint in {out / 'best'}")

@@ -362,6 +362,32 @@ def test_fit_logs_train_and_valid_scalars_and_a_text_sample_to_tensorboard(tmp_p
     assert checkpoint_numbers(tmp_path / "run") == [4] and checkpoint_numbers(tmp_path / "run" / "best")
 
 
+# ---------------------------------------------------------------------------------------------------- stopping
+def test_fit_stops_after_the_step_at_which_stop_turns_true_with_a_checkpoint_of_that_step(tmp_path):
+    ids = np.random.default_rng(2).integers(0, V, 60).astype(np.int32)
+    model, optimizer = tiny_lm(4), keras.optimizers.Adam(0.01)
+    iterator = iter(train.training_batches(ids, context_length=4, batch_size=2, seed=0))
+    policy = policy_for(tmp_path, model, optimizer, iterator, checkpoint_every=4)
+    asked = []
+
+    def stop() -> bool:
+        asked.append(int(policy.step.numpy()))
+        return len(asked) == 5
+
+    results = train.fit(model, optimizer, policy, iterator, 9, stop=stop, verbose=0)
+    assert asked == [1, 2, 3, 4, 5] and results["step"] == 5
+    assert checkpoint_numbers(tmp_path) == [4, 5]
+    reader = tf.train.load_checkpoint(str(tmp_path / "ckpt-5"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 5
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 5
+
+    asked.clear()
+    asked.extend([0] * 2)  # stop after the third step of the next call: step 8, a checkpoint step, saved once
+    assert train.fit(model, optimizer, policy, iterator, 9, stop=stop, verbose=0)["step"] == 8
+    assert checkpoint_numbers(tmp_path) == [4, 5, 8] and int(policy.checkpoint.save_counter.numpy()) == 3
+    assert train.fit(model, optimizer, policy, iterator, 9, stop=lambda: True, verbose=0)["step"] == 9  # the end
+
+
 # ---------------------------------------------------------------------------------------------------- progress
 def test_eta_leaves_out_the_first_step_which_includes_tracing():
     # The first step of this process ended 15 s after the start (tracing); the next 10 took 0.1 s each.
