@@ -10,7 +10,7 @@ random stream derived from (seed, part), so a part's fixtures do not change when
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from .hidden import oracles
 from .hidden.quality import QUALITY_CHARACTERS
 from .hidden.samplers import ALPHA, MIN_EXPECTED, NUM_DRAWS
+from .inprocess import REFERENCE
 
 Fixtures = dict[str, Any]
 
@@ -184,167 +185,6 @@ def _check_samplers_reference(fx: Fixtures) -> None:
     greedy = np.asarray(samplers.greedy(tf.constant(fx["samplers/greedy_logits"])))
     if not np.array_equal(greedy, fx["samplers/greedy_expected"]):
         raise FixtureError("reference greedy disagrees with np.argmax")
-
-
-# ---------------------------------------------------------------------------------------------------- reference
-class ReferenceSubmission:
-    """The submission accessor the probes expect, serving the reference package `assignment`."""
-
-    def module(self, name: str) -> Any:
-        import importlib
-
-        return importlib.import_module(f"assignment.{name}")
-
-
-REFERENCE = ReferenceSubmission()
-
-
-# ---------------------------------------------------------------------------------------------------- preprocess
-SYLLABLES = ["ka", "lo", "mi", "re", "su", "ta", "né", "ü", "ß", "ol", "ar", "λο", "γα", "ми", "ра", "語", "の", "🙂",
-             "th", "e", "an", "in", "ä", "ø", "ch"]
-PUNCTUATION = [",", ".", "!", "?", " —", ";", ":"]
-CONTRACTIONS = ["'s", "'ll", "'t", "'re", "'ve", "'d", "'m"]
-
-
-def _corpus(rng: np.random.Generator, words: int, lexicon_size: int) -> str:
-    """Zipf-distributed pseudo-words in several scripts with punctuation, numbers, contractions and odd spacing."""
-    lexicon = ["".join(rng.choice(SYLLABLES, int(rng.integers(1, 4)))) for _ in range(lexicon_size)]
-    weights = 1.0 / np.arange(1, lexicon_size + 1)
-    weights /= weights.sum()
-    parts = []
-    for _ in range(words):
-        word = str(rng.choice(lexicon, p=weights))
-        r = rng.random()
-        if r < 0.08:
-            word += str(rng.choice(CONTRACTIONS))
-        elif r < 0.2:
-            word += str(rng.choice(PUNCTUATION))
-        elif r < 0.25:
-            word = str(int(rng.integers(0, 2000)))
-        if rng.random() < 0.15:
-            word = word.capitalize()
-        parts.append(word + str(rng.choice([" "] * 12 + ["  ", "\n", "\n\n", "\t"])))
-    return "".join(parts)
-
-
-UNICODE_EXTRAS = ["e\u0301", "👩\u200d💻", "漢字かな", "Ωμέγα", "ﬁ", "\r\n", "  ", "\t", "😀!", "100%", "x²"]
-
-
-def _encode_texts(rng: np.random.Generator, merges: list, pretokenize: Callable[[str], list[str]],
-                  count: int = 4, tries: int = 300) -> list[str]:
-    """`count` hidden Unicode texts (then "") for encode and round trips.
-
-    Texts are redrawn until one tells the learned merge order from leftmost-first merging (a classic bug that short
-    random texts do not always reveal). A text where encoding the whole text at once differs from per-chunk encoding
-    is also sought, but exists only when some learned merge can straddle a chunk boundary (such as an apostrophe
-    pair after punctuation), so that one is best effort.
-    """
-    def draw() -> str:
-        pieces = _corpus(rng, 12, 10).split(" ") + list(rng.choice(UNICODE_EXTRAS, 5))
-        return " ".join(str(p) for p in rng.permutation(pieces))
-
-    def separates(text: str) -> tuple[bool, bool]:
-        right = oracles.bpe_encode_naive(pretokenize(text), merges)
-        return (oracles.bpe_encode_leftmost(pretokenize(text), merges) != right,
-                oracles.bpe_encode_naive([text], merges) != right)
-
-    texts = [draw() for _ in range(count)]
-    flags = [separates(t) for t in texts]
-    for _ in range(tries):
-        found = [any(column) for column in zip(*flags, strict=True)]
-        if all(found):
-            break
-        text = draw()
-        new = separates(text)
-        if any(f and not seen for f, seen in zip(new, found, strict=True)):
-            plain = [i for i, f in enumerate(flags) if not any(f)]  # a text that separates nothing makes room
-            if plain:
-                texts[plain[0]], flags[plain[0]] = text, new
-            else:
-                texts.append(text)
-                flags.append(new)
-    if not any(leftmost for leftmost, _ in flags):
-        text = next((t for t in _overlapping_merge_texts(merges) if separates(t)[0]), None)
-        if text is None:
-            raise FixtureError("no hidden encode text separates the learned merge order from leftmost merging; "
-                               "rebuild with another seed")
-        texts.append(text)
-    return texts + [""]
-
-
-def _overlapping_merge_texts(merges: list) -> Iterator[str]:
-    """Texts a + b + c for learned merges (a, b) and (b, c) where (b, c) was learned first: the learned order merges
-    b with c, leftmost-first merging merges a with b. Only whole UTF-8 texts are yielded."""
-    vocab = {i: bytes([i]) for i in range(256)}
-    for rank, (left, right) in enumerate(merges):
-        vocab[256 + rank] = vocab[left] + vocab[right]
-    for first, (b, c) in enumerate(merges):
-        for a, b2 in merges[first + 1:]:
-            if b2 == b:
-                try:
-                    yield (vocab[a] + vocab[b] + vocab[c]).decode("utf-8")
-                except UnicodeDecodeError:
-                    continue
-
-
-def _preprocess(rng: np.random.Generator) -> Fixtures:
-    from assignment import preprocess
-
-    fx: Fixtures = {}
-    cases = [
-        {"text": _corpus(rng, 260, 40), "vocab_size": 256 + int(rng.integers(40, 70))},
-        {"text": _corpus(rng, 160, 25), "vocab_size": 256 + int(rng.integers(20, 40))},
-        {"text": _corpus(rng, 12, 6), "vocab_size": 1000},
-    ]
-    fx["preprocess/bpe_cases"] = cases
-    for i, case in enumerate(cases):
-        chunks = preprocess.pretokenize(case["text"])
-        if "".join(chunks) != case["text"]:
-            raise FixtureError("reference pretokenize does not cover the text")
-        merges = oracles.bpe_train_naive(chunks, case["vocab_size"])
-        reference = [tuple(int(x) for x in pair) for pair in preprocess.BPETokenizer.train(**case).merges]
-        if reference != merges:
-            raise FixtureError(f"reference BPE merges disagree with the naive oracle on corpus {i}")
-        fx[f"preprocess/bpe_merges/{i}"] = np.asarray(merges, dtype=np.int64).reshape(-1, 2)
-
-    merges = [tuple(m) for m in fx["preprocess/bpe_merges/0"].tolist()]
-    texts = _encode_texts(rng, merges, preprocess.pretokenize)
-    fx["preprocess/unicode_texts"] = texts
-    tokenizer = preprocess.BPETokenizer.train(**cases[0])
-    for i, text in enumerate(texts):
-        ids = oracles.bpe_encode_naive(preprocess.pretokenize(text), merges)
-        if [int(x) for x in tokenizer.encode(text)] != ids:
-            raise FixtureError("reference BPE encode disagrees with the naive oracle")
-        fx[f"preprocess/bpe_ids/{i}"] = np.asarray(ids, dtype=np.int64)
-
-    train = _corpus(rng, 80, 20) + "".join(UNICODE_EXTRAS)
-    vocab = sorted(set(train))
-    fx["preprocess/char_train"] = train
-    fx["preprocess/char_vocab_size"] = len(vocab)
-    char_texts = ["".join(rng.choice(vocab, int(n))) for n in (1, 17, 60)]
-    fx["preprocess/char_texts"] = char_texts
-    for i, text in enumerate(char_texts):
-        fx[f"preprocess/char_ids/{i}"] = np.asarray([vocab.index(c) for c in text], dtype=np.int64)
-    fx["preprocess/char_unknown"] = char_texts[1] + "\u2603" + char_texts[0]
-
-    ids = rng.integers(0, 500, 23).astype(np.int32)
-    window_cases = [{"context_length": 4, "stride": None}, {"context_length": 5, "stride": 2},
-                    {"context_length": 3, "stride": 7}, {"context_length": 22, "stride": None}]
-    fx["preprocess/window_ids"] = ids
-    fx["preprocess/window_cases"] = window_cases
-    for i, case in enumerate(window_cases):
-        t = case["context_length"]
-        stride = case["stride"] or t
-        starts = np.arange(0, len(ids) - t, stride)
-        fx[f"preprocess/window_inputs/{i}"] = np.stack([ids[s : s + t] for s in starts]).astype(np.int32)
-        fx[f"preprocess/window_labels/{i}"] = np.stack([ids[s + 1 : s + t + 1] for s in starts]).astype(np.int32)
-
-    stream = rng.permutation(100_000)[:61].astype(np.int32)
-    fx["preprocess/dataset_inputs"] = np.stack([stream[5 * n : 5 * n + 5] for n in range(12)])
-    fx["preprocess/dataset_labels"] = np.stack([stream[5 * n + 1 : 5 * n + 6] for n in range(12)])
-    fx["preprocess/dataset_batch_size"] = 5
-    fx["preprocess/dataset_seed"] = int(rng.integers(0, 2**31 - 1))
-    return fx
 
 
 # ---------------------------------------------------------------------------------------------------- rnn / lstm
@@ -660,7 +500,6 @@ def _quality(rng: np.random.Generator) -> Fixtures:
 
 # ---------------------------------------------------------------------------------------------------- assembly
 BUILDERS: dict[str, Callable[[np.random.Generator], Fixtures]] = {
-    "preprocess": _preprocess,
     "samplers": _samplers,
     "rnn": lambda rng: _recurrent("rnn", rng),
     "lstm": lambda rng: _recurrent("lstm", rng),

@@ -2,8 +2,9 @@
 
 The judge normally sends every probe call to a sandboxed worker process. Here `InProcessContext.call` runs the probe
 directly, after passing its arguments and reply through a JSON-like plain-data check, so a test sees exactly what it
-would see from the worker. This is the fast path of `selfcheck` and of the kill-matrix tests; it trusts the submission
-(use it for the reference, its mutants and the alternatives, never for student code).
+would see from the worker. This is how the fixtures are recorded (`autograder.record`) and the fast path of
+`selfcheck` and of the kill-matrix tests; it trusts the submission (use it for the reference, its mutants and the
+alternatives, never for student code).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from .context import HiddenValues
 
 SEED = 1234
 """Fixture seed of the in-process runs (any seed works: the fixtures are checked against the reference at build)."""
@@ -38,8 +41,21 @@ def plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not plain data")
 
 
-class InProcessContext:
-    """What the judge gives a hidden test (fixtures, seed, call), with probes run in this process."""
+class ReferenceSubmission:
+    """The submission accessor the probes expect, serving the reference package `assignment`."""
+
+    def module(self, name: str) -> Any:
+        import importlib
+
+        return importlib.import_module(f"assignment.{name}")
+
+
+REFERENCE = ReferenceSubmission()
+
+
+class InProcessContext(HiddenValues):
+    """What the judge gives a hidden test (hidden values, seed, call), with probes run in this process; with
+    `recording` it draws and stores the hidden values instead of replaying them (the fixtures build)."""
 
     def __init__(self, fixtures: dict, submission: Any, seed: int = SEED, submission_dir: Any = None):
         self.fixtures = fixtures
@@ -52,9 +68,9 @@ class InProcessContext:
         """Leaderboard entries are ignored in process."""
 
     def call(self, probe: str, **kwargs: Any) -> Any:
-        from ..registry import TestFailure
-        from ..worker import probes  # noqa: F401 - registers every probe
-        from ..worker.probes.registry import PROBES
+        from .registry import TestFailure
+        from .worker import probes  # noqa: F401 - registers every probe
+        from .worker.probes.registry import PROBES
 
         try:
             reply = PROBES[probe](self.submission, **plain(kwargs))
@@ -80,8 +96,8 @@ class Outcome:
 
 def hidden_tests(parts: Iterable[str] | None = None) -> list:
     """The registered hidden tests of `parts` (all graded parts when None), in report order."""
-    from .. import hidden  # noqa: F401 - registers the tests
-    from ..registry import ALL_TESTS
+    from . import hidden  # noqa: F401 - registers the tests
+    from .registry import ALL_TESTS
 
     wanted = None if parts is None else set(parts)
     return [t for t in ALL_TESTS if (t.part in wanted if wanted is not None else t.part != "quality")]
@@ -95,9 +111,10 @@ def run_test(test: Any, ctx: InProcessContext) -> Outcome:
     """
     import keras
 
-    from ..registry import TestFailure
+    from .registry import TestFailure
 
     keras.utils.set_random_seed(ctx.seed)
+    ctx.start_test(test.id)
     start = time.perf_counter()
     try:
         result = test.fn(ctx)

@@ -16,12 +16,15 @@ import pytest
 
 from autograder import fixtures as fixtures_module
 from autograder.hidden import oracles
+from autograder.hidden import preprocess as hidden_preprocess
 from autograder.hidden.samplers import ALPHA, MIN_EXPECTED, NUM_DRAWS
+from autograder.inprocess import REFERENCE, InProcessContext
+from autograder.record import build_fixtures
 from autograder.registry import ALL_TESTS
 from autograder.registry import TestFailure as Failure
-from autograder.worker.probes import registry as probe_registry
 
 SEED = 1234
+TEST_IDS = {t.id for t in ALL_TESTS}
 
 
 def plain(value: Any, where: str = "value") -> Any:
@@ -48,31 +51,26 @@ class Submission:
     def module(self, name: str) -> Any:
         if name in self.replaced:
             return self.replaced[name]
-        return fixtures_module.REFERENCE.module(name)
+        return REFERENCE.module(name)
 
 
-class FakeContext:
-    """What the judge gives a test: fixtures, seed and call(probe, **kwargs), here run in-process."""
+class FakeContext(InProcessContext):
+    """What the judge gives a test (hidden values, seed, call), with probes run in this process; records the probes
+    called."""
 
     def __init__(self, fixtures: dict, sub: Submission):
-        self.fixtures = fixtures
-        self.seed = SEED
+        super().__init__(fixtures, sub, SEED)
         self.sub = sub
         self.calls: list[str] = []
 
     def call(self, probe: str, **kwargs: Any) -> Any:
         self.calls.append(probe)
-        fn = probe_registry.PROBES[probe]
-        try:
-            reply = fn(self.sub, **plain(kwargs, probe))
-        except Exception as exc:  # the real worker turns this into a ProbeError, which fails the test
-            raise Failure(f"{type(exc).__name__}: {exc}") from exc
-        return plain(reply, f"reply of {probe}")
+        return super().call(probe, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def fixtures() -> dict:
-    return fixtures_module.build_fixtures(SEED)
+    return build_fixtures(SEED)
 
 
 def part_tests(part: str) -> list:
@@ -82,6 +80,7 @@ def part_tests(part: str) -> list:
 def run(test, fixtures: dict, **replaced: Any) -> str | None:
     """Run one hidden test; None when it passes, else the failure message."""
     ctx = FakeContext(fixtures, Submission(**replaced))
+    ctx.start_test(test.id)
     try:
         result = test.fn(ctx)
     except Failure as exc:
@@ -98,7 +97,7 @@ def find(name_start: str):
 
 def namespace(module_name: str, **overrides: Any) -> types.SimpleNamespace:
     """A stand-in for a reference module with some attributes replaced (a 'broken submission')."""
-    module = fixtures_module.REFERENCE.module(module_name)
+    module = REFERENCE.module(module_name)
     ns = types.SimpleNamespace(**{k: getattr(module, k) for k in dir(module) if not k.startswith("__")})
     ns.__dict__.update(overrides)
     return ns
@@ -115,21 +114,21 @@ def test_fixtures_are_plain_namespaced_and_deterministic(fixtures: dict) -> None
     import json
 
     for key, value in fixtures.items():
-        assert key.split("/")[0] in fixtures_module.BUILDERS, key
+        assert key.split("/")[0] in fixtures_module.BUILDERS or key.split("/")[0] in TEST_IDS, key
         if isinstance(value, np.ndarray):
             assert value.dtype.kind in "biuf", key
         else:
             json.dumps(value)
-    again = fixtures_module.build_fixtures(SEED)
+    again = build_fixtures(SEED)
     assert sorted(again) == sorted(fixtures)
     assert all(same(again[k], fixtures[k]) for k in fixtures)
 
 
 def test_fixtures_change_with_the_seed(fixtures: dict) -> None:
     parts = ("preprocess", "samplers", "transformer", "train")
-    other = fixtures_module.build_fixtures(SEED + 1, parts=parts)
+    other = build_fixtures(SEED + 1, parts=parts)
     for part in parts:
-        keys = [k for k in other if k.startswith(part + "/")]
+        keys = [k for k in other if k.startswith((part + "/", part + "."))]
         assert keys and not all(same(other[k], fixtures[k]) for k in keys), part
 
 
@@ -143,7 +142,7 @@ def test_encode_texts_always_include_one_that_separates_leftmost_merging() -> No
     # (2, 3) is learned before (1, 2): on bytes 1 2 3 the learned order merges 2 with 3 first, leftmost-first merging
     # merges 1 with 2. Random corpus words never hold these control bytes, so the text has to be constructed.
     merges = [(2, 3), (1, 2)]
-    texts = fixtures_module._encode_texts(np.random.default_rng(0), merges, pretokenize, count=2, tries=0)
+    texts = hidden_preprocess._encode_texts(np.random.default_rng(0), merges, pretokenize, count=2, tries=0)
     assert "\x01\x02\x03" in texts and texts[-1] == ""
     assert any(oracles.bpe_encode_leftmost(pretokenize(t), merges) != oracles.bpe_encode_naive(pretokenize(t), merges)
                for t in texts)
@@ -192,7 +191,7 @@ class _no_raise:
 
 def _sample_wrapper(transform):
     """A broken sample(): `transform` rewrites (logits, temperature, top_k, top_p, seed) before the reference runs."""
-    ref = fixtures_module.REFERENCE.module("samplers")
+    ref = REFERENCE.module("samplers")
 
     def sample(logits, temperature=1.0, top_k=None, top_p=None, seed=None):
         return ref.sample(*transform(logits, temperature, top_k, top_p, seed))
@@ -203,7 +202,7 @@ def _sample_wrapper(transform):
 def _drop_crossing_sample(logits, temperature=1.0, top_k=None, top_p=None, seed=None):
     import tensorflow as tf
 
-    ref = fixtures_module.REFERENCE.module("samplers")
+    ref = REFERENCE.module("samplers")
     x = ref.apply_temperature(tf.constant(logits, tf.float32), temperature)
     if top_k is not None:
         x = ref.top_k_filter(x, top_k)
@@ -259,8 +258,8 @@ def test_broken_filters_fail(fixtures: dict) -> None:
 def test_broken_cells_fail(fixtures: dict) -> None:
     import keras
 
-    rnn = fixtures_module.REFERENCE.module("rnn")
-    lstm = fixtures_module.REFERENCE.module("lstm")
+    rnn = REFERENCE.module("rnn")
+    lstm = REFERENCE.module("lstm")
 
     class NoRecurrence(rnn.RNNCell):
         def call(self, inputs, states):
@@ -278,7 +277,7 @@ def test_broken_cells_fail(fixtures: dict) -> None:
 
 
 def test_broken_language_models_fail(fixtures: dict) -> None:
-    rnn = fixtures_module.REFERENCE.module("rnn")
+    rnn = REFERENCE.module("rnn")
 
     class Stateless(rnn.RNNLanguageModel):
         def step(self, tokens, state=None):
@@ -292,7 +291,7 @@ def test_broken_language_models_fail(fixtures: dict) -> None:
 def test_broken_transformers_fail(fixtures: dict) -> None:
     import keras
 
-    ref = fixtures_module.REFERENCE.module("transformer")
+    ref = REFERENCE.module("transformer")
 
     class Reversed(ref.TransformerLanguageModel):
         """Reads the sequence backwards: future tokens leak into earlier logits."""
@@ -337,7 +336,7 @@ def test_broken_transformers_fail(fixtures: dict) -> None:
 def test_model_oracle_names_a_missing_sublayer(fixtures: dict) -> None:
     import keras
 
-    ref = fixtures_module.REFERENCE.module("transformer")
+    ref = REFERENCE.module("transformer")
 
     class Renamed(ref.TransformerLanguageModel):
         """Correct logits, but the final LayerNorm is called head_norm instead of the prescribed final_norm."""
@@ -369,7 +368,7 @@ def test_broken_training_fails(fixtures: dict) -> None:
     import keras
     import tensorflow as tf
 
-    ref = fixtures_module.REFERENCE.module("train")
+    ref = REFERENCE.module("train")
 
     def no_update(model, optimizer, inputs, labels, clip_norm=None):
         with tf.GradientTape() as tape:
@@ -405,7 +404,7 @@ def test_broken_training_fails(fixtures: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------------- preprocess
 def test_broken_preprocessing_fails(fixtures: dict) -> None:
-    ref = fixtures_module.REFERENCE.module("preprocess")
+    ref = REFERENCE.module("preprocess")
 
     class LargestPairFirst(ref.BPETokenizer):
         """Breaks count ties by the largest pair instead of the smallest."""

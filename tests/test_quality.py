@@ -12,8 +12,8 @@ import pytest
 from scipy.special import log_softmax
 
 from assignment import models, train
-from autograder.fixtures import REFERENCE
 from autograder.hidden import quality
+from autograder.inprocess import REFERENCE
 from autograder.registry import TestFailure
 from autograder.worker.probes import quality as probes
 

@@ -277,10 +277,10 @@ def test_language_model_config_round_trip(kind):
 @pytest.fixture(scope="module")
 def probes():
     pytest.importorskip("autograder.worker.probes.registry")
-    fixtures = pytest.importorskip("autograder.fixtures")
+    inprocess = pytest.importorskip("autograder.inprocess")
     from autograder.worker.probes import rnn as probes
 
-    return probes, fixtures.REFERENCE
+    return probes, inprocess.REFERENCE
 
 
 @pytest.mark.parametrize("kind", KINDS)
