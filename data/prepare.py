@@ -14,9 +14,11 @@ Any other text file: a contiguous split, `train` first, with the cuts moved forw
 (fractions of the characters, 0.9/0.05/0.05 by default). The three splits concatenated give the file back exactly.
 
 Output: `DIR/train.txt`, `DIR/valid.txt`, `DIR/test.txt` (UTF-8) and `DIR/source.json`, which records what the splits
-were made from so that `ensure_splits` can tell current splits from stale ones. Every problem with the input (missing
-or empty file, a split that would be empty, the default corpus not being available) raises `CorpusError`; the command
-line prints it as one line and exits with status 1.
+were made from (the default corpus, or the file, its SHA-256 and the fractions). `ensure_splits`, which the training
+command calls, reuses splits of the same source with their recorded fractions and refuses to replace splits of another
+one. Every problem with the input (missing or empty file, a split that would be empty, the default corpus not being
+available) raises `CorpusError`; the command line prints it as one line and exits with status 1. The command line
+writes the splits it is asked for even over others, and says so.
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ SOURCE_FILE = "source.json"
 
 class CorpusError(ValueError):
     """The corpus cannot be prepared or loaded; the message says why and what to do instead."""
+
+
+class EmptySplitError(CorpusError):
+    """A split would hold no non-whitespace character (`split` names it)."""
+
+    def __init__(self, message: str, split: str):
+        super().__init__(message)
+        self.split = split
 
 
 # ---------------------------------------------------------------------------------------------------- markdown
@@ -181,9 +191,8 @@ def split_text(text: str, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> dic
 def _check_not_empty(splits: Mapping[str, str], how: str) -> None:
     for split, text in splits.items():
         if not text.strip():
-            raise CorpusError(
-                f"the {split} split would be empty with {how}: use a longer text (it needs several lines) "
-                "or larger fractions"
+            raise EmptySplitError(
+                f"the {split} split would be empty with {how}: use a longer text (it needs several lines)", split
             )
 
 
@@ -269,32 +278,81 @@ def load_splits(out_dir: str | os.PathLike | None = None) -> dict[str, str]:
     return {split: (out / f"{split}.txt").read_bytes().decode("utf-8") for split in SPLITS}
 
 
+def read_source(out_dir: str | os.PathLike) -> dict | None:
+    """The source.json in `out_dir` (what its splits were made from), or None when there is none or it is not a
+    JSON object."""
+    try:
+        recorded = json.loads((Path(out_dir) / SOURCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def describe_source(source: Mapping | None) -> str:
+    """A source as in source.json, in words: "the default corpus" or "FILE with fractions 0.9/0.05/0.05"."""
+    if source is None:
+        return "an unknown source (no readable source.json)"
+    if source.get("corpus") == "shakespeare":
+        return "the default corpus"
+    fractions = source.get("fractions")
+    if isinstance(fractions, list):
+        return f"{source.get('text_file')} with fractions {'/'.join(f'{f:g}' for f in fractions)}"
+    return str(source.get("text_file"))
+
+
 def ensure_splits(
     out_dir: str | os.PathLike | None = None,
     text_file: str | os.PathLike | None = None,
     fractions: Sequence[float] | None = None,
+    option: str = "--out",
 ) -> dict[str, Path]:
-    """The split files for this corpus, prepared first when missing or made from another source.
+    """The split files for this corpus in `out_dir`: reused when they are there, prepared when there are none.
 
-    Same arguments as `prepare_splits`. Existing splits are reused when their source.json matches the request, and
-    also when there is no source.json and the default corpus is asked for (the splits shipped to students).
+    Same arguments as `prepare_splits`; `option` is the command-line option that chose `out_dir`, for the messages.
+    Splits are never replaced by splits of another source:
+
+    - no split file and no source.json in the folder: `prepare_splits`;
+    - splits of the same source (their source.json): reused. For a text file, the same file by path or content;
+      fractions None means those the splits were made with (e.g. by `python -m data.prepare --fractions`). When
+      the file at that path has changed since, it is split again with the recorded fractions (a note on stderr);
+    - three splits without source.json (the ones shipped to students) are the default corpus;
+    - anything else (another source, other fractions, splits of unknown origin): CorpusError naming both and
+      `option`.
     """
     out = Path(out_dir) if out_dir is not None else default_out_dir(text_file)
     paths = {split: out / f"{split}.txt" for split in SPLITS}
-    if all(path.is_file() for path in paths.values()):
-        manifest = out / SOURCE_FILE
-        if not manifest.is_file():
-            if text_file is None:
+    present = [path for path in paths.values() if path.is_file()]
+    manifest = out / SOURCE_FILE
+    if not present and not manifest.exists():
+        return prepare_splits(out, text_file, fractions)
+    text = None if text_file is None else _read_text_file(text_file)
+    wanted = _source(text_file, text, fractions)
+    recorded = read_source(out)
+    if recorded is None:
+        if text_file is None and len(present) == len(SPLITS) and not manifest.exists():
+            return paths
+    elif text_file is None:
+        if recorded == wanted:
+            return paths if len(present) == len(SPLITS) else prepare_splits(out, None, None)
+    elif isinstance(recorded.get("fractions"), list) and (recorded.get("text_file") == wanted["text_file"]
+                                                           or recorded.get("sha256") == wanted["sha256"]):
+        if fractions is None:
+            fractions = tuple(recorded["fractions"])
+            wanted["fractions"] = list(_check_fractions(fractions))
+        if recorded["fractions"] == wanted["fractions"]:
+            if recorded.get("sha256") == wanted["sha256"] and len(present) == len(SPLITS):
                 return paths
-        else:
-            text = None if text_file is None else _read_text_file(text_file)
-            try:
-                recorded = json.loads(manifest.read_text(encoding="utf-8"))
-            except ValueError:
-                recorded = None
-            if recorded == _source(text_file, text, fractions):
-                return paths
-    return prepare_splits(out, text_file, fractions)
+            if recorded.get("sha256") != wanted["sha256"]:
+                print(f"note: {text_file} has changed since {out} was prepared from it: splitting it again",
+                      file=sys.stderr)
+            return prepare_splits(out, text_file, fractions)
+    ways = [f"another {option} for {'these' if recorded is None else describe_source(wanted)}"]
+    if recorded is not None and recorded.get("text_file") not in (None, wanted.get("text_file")):
+        ways.insert(0, f"--text {recorded['text_file']} to use them")
+    raise CorpusError(
+        f"{out} holds the splits of {describe_source(recorded)}, not of {describe_source(wanted)}: pass "
+        f"{', or '.join(ways)} (or delete {out} to replace them)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- command line
@@ -312,11 +370,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--fractions", metavar="F", type=float, nargs=3, help="train, valid, test fractions of --text (0.9 0.05 0.05)"
     )
     args = parser.parse_args(argv)
+    out = Path(args.out) if args.out is not None else default_out_dir(args.text)
+    before = read_source(out) if any((out / f"{split}.txt").is_file() for split in SPLITS) else False
     try:
-        paths = prepare_splits(args.out, args.text, args.fractions)
+        paths = prepare_splits(out, args.text, args.fractions)
+    except EmptySplitError as exc:
+        advice = f", or a larger {exc.split} fraction (--fractions)" if args.text is not None else ""
+        print(f"error: {exc}{advice}", file=sys.stderr)
+        return 1
     except (CorpusError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if before is not False and before != read_source(out):
+        print(f"replaced the splits of {describe_source(before)} in {out}")
     for split, path in paths.items():
         print(f"{split:5s} {len(path.read_bytes().decode('utf-8')):>9,d} characters  {path}")
     return 0

@@ -272,6 +272,9 @@ def training_batches(ids: np.ndarray, context_length: int, batch_size: int, seed
     """
     from .preprocess import make_windows
 
+    if len(ids) < context_length + 1:
+        raise ValueError(f"the train split has only {len(ids)} tokens, --context-length {context_length} needs "
+                         f"{context_length + 1}: use a longer text or a smaller --context-length")
     inputs, labels = make_windows(ids, context_length)
     if len(inputs) < batch_size:
         raise ValueError(f"the train split has only {len(inputs)} windows of {context_length} tokens, fewer than "
@@ -634,7 +637,7 @@ def load_texts(text_file: str | None, splits_dir: str | None) -> dict[str, str]:
     from data.prepare import CorpusError, ensure_splits
 
     try:
-        paths = ensure_splits(splits_dir, text_file)
+        paths = ensure_splits(splits_dir, text_file, option="--splits-dir")
     except (CorpusError, OSError) as exc:
         raise UsageError(str(exc)) from None
     return {split: path.read_bytes().decode("utf-8") for split, path in paths.items()}

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
 from assignment import generate, train
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TINY = {
     "rnn": ["--embed-dim", "8", "--hidden-dim", "16"],
@@ -186,3 +189,48 @@ def test_generate_with_a_character_outside_the_vocabulary(lstm_run, capsys):
     capsys.readouterr()
     assert generate.main(["--checkpoint", str(lstm_run), "--prompt", "Zebra"]) == 2
     assert "'Z'" in one_error_line(capsys)
+
+
+# ---------------------------------------------------------------------------------------------------- no overwrite
+def split_files(directory) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+def test_train_on_splits_prepared_with_other_fractions_uses_them_and_never_overwrites_them(text_file, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    splits = tmp_path / "splits"
+    prepared = subprocess.run([sys.executable, "-m", "data.prepare", "--text", str(text_file), "--out", str(splits),
+                               "--fractions", "0.7", "0.2", "0.1"], cwd=ROOT, capture_output=True, text=True)
+    assert prepared.returncode == 0, prepared.stderr
+    before = split_files(splits)
+
+    # The default corpus in that folder, as a user runs it: refused in one line, the splits are left alone.
+    done = subprocess.run([sys.executable, "-m", "assignment.train", "--model", "rnn", "--splits-dir", str(splits),
+                           "--out", str(tmp_path / "default"), "--steps", "1"], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line == (f"error: {splits} holds the splits of {text_file.resolve()} with fractions 0.7/0.2/0.1, not of "
+                    f"the default corpus: pass --text {text_file.resolve()} to use them, or another --splits-dir for "
+                    f"the default corpus (or delete {splits} to replace them)")
+    assert split_files(splits) == before and not (tmp_path / "default").exists()
+
+    other = tmp_path / "other.txt"
+    other.write_text(text_file.read_text(encoding="utf-8").replace("fox", "wolf"), encoding="utf-8")
+    assert train.main(train_args(other, tmp_path / "run", "lstm", 1)) == 2
+    assert f"holds the splits of {text_file.resolve()}" in one_error_line(capsys)
+    assert split_files(splits) == before
+
+    assert train.main(train_args(text_file, tmp_path / "run", "lstm", 1)) == 0  # the same file: its fractions
+    assert split_files(splits) == before
+
+
+def test_text_too_short_advice_names_only_options_of_train(tmp_path, capsys):
+    short = tmp_path / "short.txt"
+    short.write_text("first line\nsecond line\n", encoding="utf-8")
+    assert train.main(train_args(short, tmp_path / "run")) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("error: the valid split would be empty")  # train has no --fractions to suggest
+    assert line.rsplit(": ", 1)[1] == "use a longer text (it needs several lines)"

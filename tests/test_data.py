@@ -101,6 +101,87 @@ def test_ensure_splits_reuses_current_splits_and_rebuilds_stale_ones(tmp_path):
     assert (out / "train.txt").read_text().startswith("0\n1\n")  # source changed: rebuilt
 
 
+def split_files(directory) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+def test_ensure_splits_reuses_the_fractions_the_splits_were_prepared_with(tmp_path):
+    source = tmp_path / "corpus.txt"
+    source.write_text("".join(f"{i:03d}\n" for i in range(300)), encoding="utf-8")
+    out = tmp_path / "splits"
+    prepare.prepare_splits(out, source, (0.8, 0.1, 0.1))
+    before = split_files(out)
+    paths = prepare.ensure_splits(out, source)  # no fractions: those of source.json, not the default ones
+    assert split_files(out) == before
+    assert paths["valid"].read_text().startswith("240\n")
+    copy = tmp_path / "elsewhere" / "corpus.txt"  # the same text under another path is the same source
+    copy.parent.mkdir()
+    copy.write_bytes(source.read_bytes())
+    prepare.ensure_splits(out, copy)
+    assert split_files(out) == before
+
+
+def test_ensure_splits_resplits_a_changed_file_with_its_recorded_fractions_and_says_so(tmp_path, capsys):
+    source = tmp_path / "corpus.txt"
+    source.write_text("".join(f"{i:03d}\n" for i in range(300)), encoding="utf-8")
+    out = tmp_path / "splits"
+    prepare.prepare_splits(out, source, (0.8, 0.1, 0.1))
+    source.write_text("".join(f"{i:03d}\n" for i in range(100)), encoding="utf-8")
+    paths = prepare.ensure_splits(out, source)
+    assert paths["valid"].read_text().startswith("080\n")
+    assert json.loads((out / "source.json").read_text())["fractions"] == [0.8, 0.1, 0.1]
+    assert "has changed since" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("request_", ["default corpus", "another file", "other fractions"])
+def test_ensure_splits_never_replaces_splits_of_another_source(tmp_path, request_):
+    source = tmp_path / "corpus.txt"
+    source.write_text("".join(f"{i:03d}\n" for i in range(300)), encoding="utf-8")
+    other = tmp_path / "other.txt"
+    other.write_text("".join(f"other {i}\n" for i in range(300)), encoding="utf-8")
+    out = tmp_path / "splits"
+    prepare.prepare_splits(out, source, (0.8, 0.1, 0.1))
+    before = split_files(out)
+    arguments = {"default corpus": (None, None), "another file": (other, None), "other fractions": (source, None)}
+    text_file, fractions = arguments[request_]
+    if request_ == "other fractions":
+        fractions = (0.9, 0.05, 0.05)
+    with pytest.raises(prepare.CorpusError) as error:
+        prepare.ensure_splits(out, text_file, fractions, option="--splits-dir")
+    message = str(error.value)
+    assert f"{out} holds the splits of {source.resolve()} with fractions 0.8/0.1/0.1" in message
+    assert "another --splits-dir for " in message and "\n" not in message
+    assert (f"pass --text {source.resolve()} to use them" in message) == (request_ != "other fractions")
+    assert split_files(out) == before
+
+
+def test_ensure_splits_keeps_splits_without_source_json_for_the_default_corpus_only(tmp_path):
+    out = tmp_path / "splits"  # the splits shipped to students have no source.json
+    out.mkdir()
+    for split in prepare.SPLITS:
+        (out / f"{split}.txt").write_text(f"ROMEO:\n{split}\n\n", encoding="utf-8")
+    before = split_files(out)
+    assert prepare.ensure_splits(out)["train"].read_text() == "ROMEO:\ntrain\n\n"
+    source = tmp_path / "corpus.txt"
+    source.write_text("".join(f"{i:03d}\n" for i in range(300)), encoding="utf-8")
+    with pytest.raises(prepare.CorpusError, match="an unknown source .no readable source.json.*pass another --out"):
+        prepare.ensure_splits(out, source)
+    assert split_files(out) == before
+
+
+def test_cli_names_the_fraction_to_enlarge_and_says_when_it_replaces_other_splits(tmp_path, capsys):
+    source = tmp_path / "corpus.txt"
+    source.write_text("".join(f"line {i}\n" for i in range(30)), encoding="utf-8")
+    out = tmp_path / "splits"
+    assert prepare.main(["--text", str(source), "--out", str(out), "--fractions", "0.98", "0.01", "0.01"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "split would be empty" in err[0] and "larger valid fraction (--fractions)" in err[0]
+    assert prepare.main(["--text", str(source), "--out", str(out)]) == 0
+    assert "replaced" not in capsys.readouterr().out
+    assert prepare.main(["--text", str(source), "--out", str(out), "--fractions", "0.8", "0.1", "0.1"]) == 0
+    assert f"replaced the splits of {source.resolve()} with fractions 0.9/0.05/0.05 in {out}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("content, message", [(None, "does not exist"), ("  \n\n", "empty"), (b"\xff\xfe", "UTF-8")])
 def test_bad_text_files_raise_corpus_error(tmp_path, content, message):
     path = tmp_path / "input.txt"
