@@ -13,6 +13,7 @@ again resumes from the latest checkpoint and trains exactly as an uninterrupted 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -645,11 +646,20 @@ def run_config(args: argparse.Namespace) -> dict:
     return config
 
 
+def has_checkpoint(out: Path) -> bool:
+    """True when `out` holds a checkpoint, the latest or the best one: a run there has trained."""
+    return any(tf.train.latest_checkpoint(str(directory)) for directory in (out, out / "best") if directory.is_dir())
+
+
 def check_resume(out: Path, config: dict) -> dict | None:
-    """The config.json already in `out` (None when there is none); UsageError when it is for another run."""
+    """The config.json of the run in `out` to resume, or None for a new run (also when `out` holds no checkpoint:
+    what an earlier run that stopped before its first checkpoint left there is replaced); UsageError when the run in
+    `out` is another one."""
+    if not has_checkpoint(out):
+        return None
     path = out / "config.json"
     if not path.is_file():
-        return None
+        raise UsageError(f"{out} holds checkpoints but no config.json: use another --out to start a new run")
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
@@ -664,37 +674,62 @@ def check_resume(out: Path, config: dict) -> dict | None:
     return saved
 
 
-def load_texts(text_file: str | None, splits_dir: str | None) -> dict[str, str]:
-    """The train/valid/test texts of the default corpus or of `text_file` (split with data/prepare.py)."""
+def check_same_splits(out: Path, saved: dict, config: dict) -> None:
+    """UsageError when the run in `out` (config.json `saved`) was trained on other splits than `config["splits"]`."""
+    before, now = saved.get("splits"), config["splits"]
+    if isinstance(before, dict) and before.get("sha256") != now["sha256"]:
+        where = "" if before.get("dir") == now["dir"] else f" (it used {before.get('dir')})"
+        raise UsageError(f"{out} was trained on other train/valid/test splits than those in {now['dir']}{where}: "
+                         "pass the --text and --splits-dir it was trained with to resume, or use another --out")
+
+
+def load_texts(text_file: str | None, splits_dir: str | None) -> tuple[dict[str, str], Path]:
+    """The train/valid/test texts of the default corpus or of `text_file` (split with data/prepare.py), and the
+    folder of the splits."""
     from data.prepare import CorpusError, ensure_splits
 
     try:
         paths = ensure_splits(splits_dir, text_file, option="--splits-dir")
-    except (CorpusError, OSError) as exc:
+        texts = {split: path.read_bytes().decode("utf-8") for split, path in paths.items()}
+    except (CorpusError, OSError, UnicodeDecodeError) as exc:
         raise UsageError(str(exc)) from None
-    return {split: path.read_bytes().decode("utf-8") for split, path in paths.items()}
+    return texts, paths["train"].parent
 
 
-def make_tokenizer(out: Path, config: dict, texts: dict[str, str]):
-    """The run's tokenizer: loaded from `out` when resuming, else trained and saved there.
+def splits_record(directory: Path, texts: dict[str, str]) -> dict:
+    """config.json's "splits": the folder and a SHA-256 of the three texts, which a resumed run must match."""
+    digest = hashlib.sha256()
+    for split in sorted(texts):
+        data = texts[split].encode("utf-8")
+        digest.update(f"{split} {len(data)}\n".encode() + data)
+    return {"dir": str(directory.resolve()), "sha256": digest.hexdigest()}
+
+
+def make_tokenizer(out: Path | None, config: dict, texts: dict[str, str]):
+    """The run's tokenizer: loaded from run directory `out` when given and it holds one (resuming), else trained.
 
     The character vocabulary covers all three splits, so that validation and test text encode; BPE learns its merges
-    on the train split only (its byte base vocabulary covers any text).
+    on the train split only (its byte base vocabulary covers any text). A trained tokenizer is not saved here: `main`
+    writes it to the run directory once the run is set up.
     """
     from .preprocess import BPETokenizer, CharTokenizer
 
-    path = out / config["tokenizer_file"]
     kind = CharTokenizer if config["tokenizer"] == "char" else BPETokenizer
-    if path.is_file():
-        return kind.load(path)
+    if out is not None and (out / config["tokenizer_file"]).is_file():
+        return kind.load(out / config["tokenizer_file"])
     if kind is CharTokenizer:
-        tokenizer = CharTokenizer.train("".join(texts.values()))
-    else:
-        started = time.monotonic()
-        tokenizer = BPETokenizer.train(texts["train"], config["bpe_vocab_size"])
-        print(f"trained BPE ({tokenizer.vocab_size} ids) in {time.monotonic() - started:.1f} s")
-    tokenizer.save(path)
+        return CharTokenizer.train("".join(texts.values()))
+    started = time.monotonic()
+    tokenizer = BPETokenizer.train(texts["train"], config["bpe_vocab_size"])
+    print(f"trained BPE ({tokenizer.vocab_size} ids) in {time.monotonic() - started:.1f} s")
     return tokenizer
+
+
+def _replace(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(partial)` to a file next to `path`, then rename it to `path`: `path` is never left half written."""
+    partial = path.with_name(path.name + ".partial")
+    write(partial)
+    os.replace(partial, path)
 
 
 def sample_prompt(text: str) -> str:
@@ -726,10 +761,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_arguments(args)
         out = Path(args.out or Path("runs") / args.model)
         config = run_config(args)
-        check_resume(out, config)
-        texts = load_texts(args.text, args.splits_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        tokenizer = make_tokenizer(out, config, texts)
+        saved = check_resume(out, config)
+        texts, splits_dir = load_texts(args.text, args.splits_dir)
+        config["splits"] = splits_record(splits_dir, texts)
+        if saved is not None:
+            check_same_splits(out, saved, config)
+        tokenizer = make_tokenizer(out if saved is not None else None, config, texts)
         config["vocab_size"] = tokenizer.vocab_size
         train_ids = np.asarray(tokenizer.encode(texts["train"]), np.int32)
         valid_ids = np.asarray(tokenizer.encode(texts["valid"]), np.int32)
@@ -741,7 +778,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted before training started: nothing was saved", file=sys.stderr)
         return 130
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    # Only now, with the data ready, does the run directory get its files: a run that failed before its first
+    # checkpoint leaves nothing that stops a retry with other settings (check_resume treats its directory as new).
+    if saved is None and (out / "config.json").is_file():
+        print(f"note: {out} holds no checkpoint (an earlier run there stopped before its first one): starting a new "
+              "run there")
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer_path = out / config["tokenizer_file"]
+    if saved is None or not tokenizer_path.is_file():
+        _replace(tokenizer_path, tokenizer.save)
+    _replace(out / "config.json",
+             lambda path: path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8"))
     try:
         return train_run(args, out, config, tokenizer, batches, valid, texts["valid"])
     except KeyboardInterrupt:  # before the training loop started, or a second Ctrl-C in it

@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest
 
 from assignment import generate, train
+from data import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -225,6 +226,8 @@ def test_train_on_splits_prepared_with_other_fractions_uses_them_and_never_overw
 
     assert train.main(train_args(text_file, tmp_path / "run", "lstm", 1)) == 0  # the same file: its fractions
     assert split_files(splits) == before
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["splits"]["dir"] == str(splits.resolve())
 
 
 def test_text_too_short_advice_names_only_options_of_train(tmp_path, capsys):
@@ -234,3 +237,53 @@ def test_text_too_short_advice_names_only_options_of_train(tmp_path, capsys):
     line = one_error_line(capsys)
     assert line.startswith("error: the valid split would be empty")  # train has no --fractions to suggest
     assert line.rsplit(": ", 1)[1] == "use a longer text (it needs several lines)"
+
+
+def test_a_run_that_failed_before_training_leaves_nothing_that_stops_a_retry_with_other_settings(
+    text_file, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    assert train.main(train_args(text_file, out, "lstm", 2, "--context-length", "20000")) == 2
+    assert "the train split has only" in (line := one_error_line(capsys)) and "smaller --context-length" in line
+    assert not (out / "tokenizer.json").exists() and not (out / "config.json").exists()
+    assert train.main(train_args(text_file, out, "lstm", 1, "--tokenizer", "bpe", "--vocab-size", "260")) == 0
+    assert json.loads((out / "tokenizer.json").read_text())["type"] == "bpe"
+
+
+def test_a_run_directory_without_a_checkpoint_is_a_new_run_and_one_with_checkpoints_is_kept(
+    text_file, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "run"
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(train, "fit", crash)  # a run that dies in training, before its first checkpoint
+    with pytest.raises(RuntimeError):
+        train.main(train_args(text_file, out, "lstm", 2))
+    assert json.loads((out / "config.json").read_text())["hidden_dim"] == 16 and not checkpoints(out)
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert train.main(train_args(text_file, out, "rnn", 2, "--tokenizer", "bpe", "--vocab-size", "260")) == 0
+    assert "holds no checkpoint" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "rnn" and config["tokenizer"] == "bpe" and checkpoints(out) == [2]
+    tokenizer = (out / "tokenizer.json").read_bytes()
+
+    assert train.main(train_args(text_file, out, "lstm", 3)) == 2  # now it has trained: refused, left alone
+    assert "'rnn'" in one_error_line(capsys)
+    assert (out / "tokenizer.json").read_bytes() == tokenizer and checkpoints(out) == [2]
+
+
+def test_resuming_on_other_splits_is_refused(text_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(train_args(text_file, out, "lstm", 1)) == 0
+    capsys.readouterr()
+    argv = train_args(text_file, out, "lstm", 2)
+    other_splits = tmp_path / "other-splits"
+    assert prepare.main(["--text", str(text_file), "--out", str(other_splits), "--fractions", "0.8", "0.1", "0.1"]) == 0
+    argv[argv.index("--splits-dir") + 1] = str(other_splits)
+    assert train.main(argv) == 2
+    line = one_error_line(capsys)
+    assert "trained on other train/valid/test splits" in line and "--splits-dir" in line
+    assert checkpoints(out) == [1]
