@@ -81,8 +81,10 @@ class InProcessContext(HiddenValues):
 
 @dataclass(frozen=True)
 class Outcome:
-    """The result of one hidden test: its score in [0, 1] and the failure message (None when it passed)."""
+    """The result of one hidden test (`id`, `test`: its id and name): its score in [0, 1] and the failure message
+    (None when it passed)."""
 
+    id: str
     test: str
     part: str
     score: float
@@ -119,12 +121,13 @@ def run_test(test: Any, ctx: InProcessContext) -> Outcome:
     try:
         result = test.fn(ctx)
     except TestFailure as exc:
-        return Outcome(test.name, test.part, 0.0, str(exc) or "failed", time.perf_counter() - start)
+        return Outcome(test.id, test.name, test.part, 0.0, str(exc) or "failed", time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - the judge scores an internal error of a test as a failure too
-        return Outcome(test.name, test.part, 0.0, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+        return Outcome(test.id, test.name, test.part, 0.0, f"{type(exc).__name__}: {exc}",
+                       time.perf_counter() - start)
     score = 1.0 if result is None else float(result)
     message = None if score >= 1.0 else f"partial credit {score:g}"
-    return Outcome(test.name, test.part, score, message, time.perf_counter() - start)
+    return Outcome(test.id, test.name, test.part, score, message, time.perf_counter() - start)
 
 
 def run_tests(tests: Sequence[Any], fixtures: dict, submission: Any, seed: int = SEED) -> list[Outcome]:
@@ -133,12 +136,10 @@ def run_tests(tests: Sequence[Any], fixtures: dict, submission: Any, seed: int =
     return [run_test(t, ctx) for t in tests]
 
 
-def matching(tests: Sequence[Any], starts: Iterable[str]) -> list[Any]:
-    """The tests whose names start with any of `starts`; ValueError for a start matching no test or several."""
-    found = []
-    for start in starts:
-        hits = [t for t in tests if t.name.startswith(start)]
-        if len(hits) != 1:
-            raise ValueError(f"test name start {start!r} matches {len(hits)} hidden tests (expected exactly one)")
-        found.append(hits[0])
-    return found
+def matching(tests: Sequence[Any], ids: Iterable[str]) -> list[Any]:
+    """The tests with the given ids, in the order of `ids`; ValueError for an id that names no test."""
+    by_id = {t.id: t for t in tests}
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        raise ValueError(f"no hidden test has the id {unknown[0]!r}")
+    return [by_id[i] for i in ids]

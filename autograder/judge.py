@@ -19,6 +19,7 @@ from typing import Any
 
 from . import fixture_files
 from . import parts as parts_table
+from .context import HiddenValues
 from .registry import ALL_TESTS, HiddenTest, TestFailure
 from .runner import Limits, Sandbox, Worker, WorkerStartError, find_package_dir, hold_worker_user, resolve_user
 
@@ -55,11 +56,12 @@ def split_points(total: float, weights: Sequence[float]) -> list[float]:
     return [f / 100 for f in floors]
 
 
-class Context:
-    """What a hidden test receives.
+class Context(HiddenValues):
+    """What a hidden test receives while grading: its stored hidden values (`ctx.hidden`, `ctx.expected`) and calls
+    into the worker.
 
     Attributes:
-        fixtures: hidden inputs and expected values, {"<part>/<name>": numpy array or JSON value}.
+        fixtures: hidden inputs and expected values, {"<key>": numpy array or JSON value}.
         seed: the seed the fixtures were built with (use it to seed model initialisation in probes).
         submission_dir: the directory holding the submission's modules (a read-only copy).
         earned_fraction: fraction of the points earned by the tests run so far (None when no other test ran).
@@ -190,6 +192,7 @@ def grade(
                 t0 = time.monotonic()
                 ctx = Context(fixtures, int(meta["seed"]), sandbox.submission if sandbox else submission_dir,
                               worker, no_worker, test.timeout * timeout_scale, deadline)
+                ctx.start_test(test.id)
                 ctx.earned_fraction = earned / possible if possible else None
                 if worker is not None:
                     worker.mark_output()
@@ -227,8 +230,9 @@ def grade(
                     "max_score": max_score,
                     "status": "passed" if credit >= 1.0 else "failed",
                     "output": _test_output(message, stdout, stderr),
-                    "visibility": test.visibility,
+                    "visibility": "visible",
                     "tags": [part],
+                    "extra_data": {"id": test.id},
                 })
                 log(f"{'PASS' if credit >= 1.0 else 'FAIL'} {score:6.2f}/{max_score:<6.2f} {part}: {test.name} "
                     f"({time.monotonic() - t0:.1f} s)")

@@ -4,10 +4,8 @@ A mutant changes one function or method of one reference module, either by a sma
 (`patch`: (old, new) pairs, each `old` occurring exactly once in the function's source) or by replacing the whole
 definition (`replacement`: the new `def` source, any indentation). The change is located with `ast` in a copy of the
 module's source, so the rest of the file stays byte for byte the reference. Each mutant names the hidden tests expected
-to catch it (by the start of their names); `selfcheck` and `tests/test_mutants.py` check that it fails at least one.
-
-A mutant with a `gap` note is a bug the hidden tests are known not to catch; it is reported, never counted as
-killed, and flagged as a surprise when a test starts catching it (then move it to the killed catalog).
+to catch it by their ids ("<part>.<name>"); `selfcheck` and `tests/test_mutants.py` check that it fails at least one,
+and that every graded test is named by some mutant.
 """
 
 from __future__ import annotations
@@ -105,15 +103,13 @@ class Mutant:
         description: one line saying what the student got wrong.
         edit: the change to the reference, or a tuple of changes when the same mistake appears in several functions
             (e.g. `call` and `step` of one model).
-        tests: starts of the names of the hidden tests expected to fail (at least one must).
-        gap: for a bug the hidden tests do not catch, why; such a mutant must survive.
+        tests: ids of the hidden tests expected to fail (at least one must).
     """
 
     id: str
     description: str
     edit: Edit | tuple[Edit, ...]
     tests: tuple[str, ...] = ()
-    gap: str | None = None
 
     @property
     def edits(self) -> tuple[Edit, ...]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from . import Edit, Mutant
 
 M = "preprocess"
-BPE_MERGES = "BPETokenizer.train learns"
-BPE_ENCODE = "BPETokenizer.encode gives"
-BPE_ROUND_TRIP = "BPETokenizer decode(encode(text))"
-CHAR = "CharTokenizer:"
-WINDOWS = "make_windows:"
-BATCHES = "make_dataset without shuffle"
-SHUFFLE = "make_dataset shuffles"
+BPE_MERGES = "preprocess.bpe_merges"
+BPE_ENCODE = "preprocess.bpe_encode"
+BPE_ROUND_TRIP = "preprocess.bpe_round_trip"
+CHAR = "preprocess.char_tokenizer"
+WINDOWS = "preprocess.windows"
+BATCHES = "preprocess.dataset_batches"
+SHUFFLE = "preprocess.dataset_shuffle"
+SAVE_LOAD = "preprocess.bpe_save_load"
+INVALID = "preprocess.invalid_inputs"
 
 _NAIVE_TRAIN = '''
 @classmethod
@@ -202,5 +204,25 @@ MUTANTS = [
                 return dataset.prefetch(tf.data.AUTOTUNE)
         '''),
         (SHUFFLE,),
+    ),
+    Mutant(
+        "bpe-encode-needs-training-state",
+        "encode uses the chunk counts that only train sets, so a tokenizer made by load cannot encode",
+        (Edit("preprocess", "BPETokenizer.train", patch=((
+            "        return cls(merges)",
+            "        tokenizer = cls(merges)\n"
+            "        tokenizer.chunk_counts = chunk_counts\n"
+            "        return tokenizer"),)),
+         Edit("preprocess", "BPETokenizer.encode", patch=((
+             "        for chunk in pretokenize(text):",
+             "        assert self.chunk_counts is not None\n        for chunk in pretokenize(text):"),))),
+        (SAVE_LOAD,),
+    ),
+    Mutant(
+        "windows-need-one-more-id",
+        "make_windows asks for more than T + 1 ids (a full window plus one), refusing the shortest valid stream",
+        Edit("preprocess", "make_windows",
+             patch=(("if len(ids) < context_length + 1:", "if len(ids) <= context_length + 1:"),)),
+        (INVALID, WINDOWS),
     ),
 ]

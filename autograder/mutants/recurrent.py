@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from . import Edit, Mutant
 
-RNN_STEPS = "RNNCell.call matches"
-RNN_LAYER = "RNNCell inside"
-RNN_LOGITS = "RNNLanguageModel returns logits"
-RNN_CARRY = "RNNLanguageModel.step carries"
-RNN_GRADIENTS = "gradients of the loss reach every trainable variable of RNNLanguageModel"
-LSTM_STEPS = "LSTMCell.call matches"
-LSTM_LAYER = "LSTMCell inside"
-LSTM_LOGITS = "LSTMLanguageModel returns logits"
-LSTM_CARRY = "LSTMLanguageModel.step carries"
-LSTM_WEIGHTS = "LSTMCell creates"
+RNN_STEPS = "rnn.cell_steps"
+RNN_LAYER = "rnn.cell_in_rnn_layer"
+RNN_LOGITS = "rnn.lm_logits"
+RNN_CARRY = "rnn.lm_state_carry"
+RNN_GRADIENTS = "rnn.lm_gradients"
+LSTM_STEPS = "lstm.cell_steps"
+LSTM_LAYER = "lstm.cell_in_rnn_layer"
+LSTM_LOGITS = "lstm.lm_logits"
+LSTM_CARRY = "lstm.lm_state_carry"
+LSTM_WEIGHTS = "lstm.lstm_initial_weights"
+LSTM_GRADIENTS = "lstm.lm_gradients"
 
 MUTANTS = [
     Mutant(
@@ -107,5 +108,12 @@ MUTANTS = [
         "the LSTM returns its states in the order [c, h] instead of [h, c]",
         Edit("lstm", "LSTMCell.call", patch=(("return h_next, [h_next, c_next]", "return h_next, [c_next, h_next]"),)),
         (LSTM_STEPS, LSTM_LAYER),
+    ),
+    Mutant(
+        "lstm-no-bias",
+        "the LSTM cell leaves out the bias b in z = x W + h U + b",
+        Edit("lstm", "LSTMCell.call",
+             patch=((" + tf.matmul(h, self.recurrent_kernel) + self.bias", " + tf.matmul(h, self.recurrent_kernel)"),)),
+        (LSTM_STEPS, LSTM_LAYER, LSTM_GRADIENTS),
     ),
 ]

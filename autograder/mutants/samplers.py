@@ -7,17 +7,17 @@ import textwrap
 from . import Edit, Mutant
 
 M = "samplers"
-GREEDY = "greedy and sample(temperature=0)"
-TEMPERATURE = "apply_temperature divides"
-TOP_K = "top_k_filter keeps"
-TOP_P = "top_p_filter keeps"
-TEMPERATURE_LAW = "sample with temperature follows"
-TOP_K_LAW = "sample with top_k follows"
-TOP_P_LAW = "sample with top_p follows"
-SEED = "sample is reproducible"
-INVALID = "samplers reject invalid"
-GENERATE = "generate returns prompt"
-RESTART = "generate restarts the cache"
+GREEDY = "samplers.greedy"
+TEMPERATURE = "samplers.temperature_values"
+TOP_K = "samplers.top_k_kept_set"
+TOP_P = "samplers.top_p_kept_set"
+TEMPERATURE_LAW = "samplers.temperature_distribution"
+TOP_K_LAW = "samplers.top_k_distribution"
+TOP_P_LAW = "samplers.top_p_distribution"
+SEED = "samplers.seed"
+INVALID = "samplers.invalid_arguments"
+GENERATE = "samplers.generate"
+RESTART = "samplers.generate_restart"
 
 _TOP_P = """
 def top_p_filter(logits, p):

@@ -7,13 +7,13 @@ import textwrap
 from . import Edit, Mutant
 
 M = "train"
-LOSS = "sequence_loss equals"
-STEP = "train_step lowers"
-CLIP = "train_step with clip_norm"
-EVALUATE = "evaluate returns"
-SCHEDULE = "checkpoint policy saves"
-BEST = "save_best saves"
-RESTORE = "restore resumes"
+LOSS = "train.sequence_loss"
+STEP = "train.train_step"
+CLIP = "train.train_step_clipping"
+EVALUATE = "train.evaluate"
+SCHEDULE = "train.checkpoint_schedule"
+BEST = "train.save_best"
+RESTORE = "train.restore"
 
 _TRAIN_STEP = '''
 def train_step(model, optimizer, inputs, labels, clip_norm=None):

@@ -5,15 +5,16 @@ from __future__ import annotations
 from . import Edit, Mutant
 
 M = "transformer"
-MASK = "causal_mask(T) is"
-ATTENTION = "scaled_dot_product_attention:"
-POSITIONS = "positional_encoding(length, d_model)"
-MHA = "MultiHeadSelfAttention equals"
-MHA_CAUSAL = "MultiHeadSelfAttention is causal"
-MODEL_CAUSAL = "TransformerLanguageModel is causal"
-TIED = "TransformerLanguageModel ties"
-KV = "TransformerLanguageModel.step with the KV cache"
-MODEL_ORACLE = "TransformerLanguageModel equals the pre-LN oracle"
+MASK = "transformer.causal_mask"
+ATTENTION = "transformer.attention"
+POSITIONS = "transformer.positional_encoding"
+MHA = "transformer.mha_oracle"
+MHA_CAUSAL = "transformer.mha_causality"
+MODEL_CAUSAL = "transformer.model_causality"
+TIED = "transformer.tied_embeddings"
+KV = "transformer.kv_cache"
+MODEL_ORACLE = "transformer.model_oracle"
+TOO_LONG = "transformer.too_long"
 
 EMBED_POSITIONS = "h = self.token_embedding(tokens) + self.positions(0, tf.shape(tokens)[1])"
 STEP_POSITIONS = "h = self.token_embedding(tokens) + self.positions(start, tf.shape(tokens)[1])"
@@ -245,5 +246,12 @@ MUTANTS = [
              'y = tf.einsum("btk,kd->btd", merge_heads(attended)[:, :, 0], self.output_kernel[0]) + self.output_bias'),
         )),
         (MHA,),
+    ),
+    Mutant(
+        "model-skips-token-check",
+        "the language model's call drops the given token check, so more than context_length tokens are not refused",
+        Edit("transformer", "TransformerLanguageModel.call",
+             patch=(("tokens = self._check_tokens(tokens)", "tokens = tf.cast(tokens, tf.int32)"),)),
+        (TOO_LONG,),
     ),
 ]
