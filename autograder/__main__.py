@@ -51,16 +51,18 @@ def run_fixtures(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.update(KERNEL_ENVIRONMENT)  # before TensorFlow is imported
     from . import fixture_files
-    from .fixtures import BUILDERS, build_fixtures
+    from .parts import WITH_FIXTURES
+    from .record import build_fixtures
 
     seed = secrets.randbelow(2**31 - 1) if args.seed is None else args.seed
-    parts = list(args.parts or BUILDERS)
-    unknown = set(parts) - set(BUILDERS)
+    parts = list(args.parts or WITH_FIXTURES)
+    unknown = set(parts) - set(WITH_FIXTURES)
     if unknown:
-        print(f"fixtures: unknown parts {sorted(unknown)} (known: {', '.join(BUILDERS)})", file=sys.stderr)
+        print(f"fixtures: unknown parts {sorted(unknown)} (known: {', '.join(WITH_FIXTURES)})", file=sys.stderr)
         return 2
     out = args.out or _default_fixtures()
-    fixture_files.save(build_fixtures(seed, parts), out, seed, parts)
+    fixtures = build_fixtures(seed, parts)
+    fixture_files.save(fixtures, out, seed, parts)
     print(f"wrote fixtures for {', '.join(parts)} to {out}")
     return 0
 

@@ -22,10 +22,11 @@ numpy==2.2.6
 scipy==1.15.3
 """
 SHIPPED = (
-    "autograder/__init__.py", "autograder/__main__.py", "autograder/audit.py", "autograder/fixture_files.py",
-    "autograder/fixtures.py", "autograder/judge.py", "autograder/parts.py", "autograder/registry.py",
-    "autograder/runner.py", "autograder/points.json", "autograder/hidden/", "autograder/worker/", "assignment/",
-    "data/__init__.py", "data/prepare.py",
+    "autograder/__init__.py", "autograder/__main__.py", "autograder/audit.py", "autograder/context.py",
+    "autograder/fixture_files.py", "autograder/fixtures.py", "autograder/inprocess.py", "autograder/judge.py",
+    "autograder/parts.py", "autograder/record.py", "autograder/registry.py", "autograder/runner.py",
+    "autograder/points.json", "autograder/hidden/", "autograder/worker/", "assignment/", "data/__init__.py",
+    "data/prepare.py",
 )
 """What grading needs, as an allow-list (a name ending in "/" means every .py file below that folder): the judge, the
 hidden tests, the worker, and the reference and corpus preparation that setup.sh builds the fixtures with. Staff-only

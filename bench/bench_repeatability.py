@@ -30,12 +30,13 @@ STATISTICAL_TESTS = ("sample with temperature follows", "sample with top_k follo
 
 
 def sampler_failures(runs: int, seed: int) -> None:
+    from autograder import inprocess
     from autograder.alternatives import SORT_FREE_SAMPLERS
-    from autograder.fixtures import build_fixtures
-    from autograder.mutants import PackageSubmission, harness, write_submission
+    from autograder.mutants import PackageSubmission, write_submission
+    from autograder.record import build_fixtures
 
     fixtures = build_fixtures(seed, parts=["samplers"])
-    tests = harness.matching(harness.hidden_tests(["samplers"]), STATISTICAL_TESTS)
+    tests = inprocess.matching(inprocess.hidden_tests(["samplers"]), STATISTICAL_TESTS)
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
         solutions = {
@@ -52,9 +53,9 @@ def sampler_failures(runs: int, seed: int) -> None:
                 fx["samplers/draw_settings"] = copy.deepcopy(fixtures["samplers/draw_settings"])
                 for setting in fx["samplers/draw_settings"].values():
                     setting["seed"] = int(rng.integers(0, 2**31 - 2))
-                ctx = harness.InProcessContext(fx, sub, seed=int(rng.integers(0, 2**31 - 1)))
+                ctx = inprocess.InProcessContext(fx, sub, seed=int(rng.integers(0, 2**31 - 1)))
                 for start, test in zip(STATISTICAL_TESTS, tests, strict=True):
-                    if not harness.run_test(test, ctx).passed:
+                    if not inprocess.run_test(test, ctx).passed:
                         failures[start] += 1
             seconds = time.perf_counter() - started
             for start, count in failures.items():
@@ -65,9 +66,9 @@ def sampler_failures(runs: int, seed: int) -> None:
 def simulated_false_failures(simulations: int, seed: int) -> None:
     from scipy import stats
 
-    from autograder.fixtures import build_fixtures
     from autograder.hidden.oracles import merge_sparse_cells
     from autograder.hidden.samplers import ALPHA, MIN_EXPECTED, NUM_DRAWS
+    from autograder.record import build_fixtures
 
     fixtures = build_fixtures(seed, parts=["samplers"])
     rng = np.random.default_rng(seed + 1)
@@ -111,15 +112,16 @@ def simulated_false_failures(simulations: int, seed: int) -> None:
 
 
 def same_result_twice(seed: int) -> None:
-    from autograder.fixtures import build_fixtures
-    from autograder.mutants import PackageSubmission, harness, write_submission
+    from autograder import inprocess
+    from autograder.mutants import PackageSubmission, write_submission
+    from autograder.record import build_fixtures
 
     parts = ["preprocess", "samplers", "train"]
     fixtures = build_fixtures(seed, parts=parts)
     with tempfile.TemporaryDirectory() as tmp:
         directory = write_submission((), Path(tmp) / "reference")
         runs = [[(o.test, o.score, o.message) for o in
-                 harness.run_tests(harness.hidden_tests(parts), fixtures, PackageSubmission(directory, f"run{i}"))]
+                 inprocess.run_tests(inprocess.hidden_tests(parts), fixtures, PackageSubmission(directory, f"run{i}"))]
                 for i in range(2)]
     print(f"\n3. grading the reference twice in process ({len(runs[0])} tests): "
           f"{'identical' if runs[0] == runs[1] else 'DIFFERENT'} outcomes")

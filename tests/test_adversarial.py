@@ -157,8 +157,14 @@ def secrets(kit) -> list[str]:
 
     kit_dir, _, _ = kit
     fixtures, _ = fixture_files.load(kit_dir / "dist" / "fixtures")
-    texts = [case["text"] for case in fixtures["preprocess/bpe_cases"]] + fixtures["preprocess/unicode_texts"]
-    texts.append(fixtures["preprocess/char_train"])
+    def strings(value) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [s for v in value.values() for s in strings(v)] if isinstance(value, dict) else []
+
+    texts = [t for key, value in fixtures.items() if key.startswith("preprocess.") for t in strings(value)]
     found = [t[i : i + 24] for t in texts for i in range(0, max(len(t) - 24, 1), 97) if len(t[i : i + 24].strip()) > 16]
     for path in (ROOT / "autograder" / "hidden").glob("*.py"):
         found += [line.strip() for line in path.read_text().splitlines() if "ctx.fixtures[" in line

@@ -49,7 +49,7 @@ def make_windows(ids, context_length, stride=None):
 
 @pytest.fixture(scope="module")
 def fixtures_dir(tmp_path_factory) -> Path:
-    from autograder.fixtures import build_fixtures
+    from autograder.record import build_fixtures
 
     parts = ["preprocess", "samplers"]
     out = tmp_path_factory.mktemp("fixtures")

@@ -66,17 +66,6 @@ def char_codec(sub, train_text: str, texts: list, unknown_text: str) -> dict:
     }
 
 
-@probe("preprocess.windows")
-def windows(sub, ids: np.ndarray, context_length: int, stride=None) -> dict:
-    """{"inputs": [N, T], "labels": [N, T]} of make_windows, or {"error": exception name} if it raised."""
-    preprocess = sub.module("preprocess")
-    try:
-        inputs, labels = preprocess.make_windows(ids, int(context_length), None if stride is None else int(stride))
-    except Exception as exc:  # noqa: BLE001 - the judge decides whether an error was expected
-        return {"error": type(exc).__name__}
-    return {"inputs": to_numpy(inputs), "labels": to_numpy(labels)}
-
-
 @probe("preprocess.invalid_inputs")
 def invalid_inputs(sub) -> dict:
     """Name of the exception raised by each invalid call (None when nothing was raised).
