@@ -1,12 +1,12 @@
-"""Command line of the autograder: `python -m autograder {grade,grade-all,build,fixtures} --help`.
+"""Command line of the autograder: `python -m autograder {grade,grade-all,fixtures,build,selfcheck} --help`.
 
     python -m autograder grade --submission DIR [--results FILE] [--parts P ...]
     python -m autograder grade-all SUBMISSIONS_DIR --jobs N --csv OUT
-    python -m autograder build [--out dist/autograder.zip]
+    python -m autograder build [--out dist/autograder.zip]      (staff only: not in the Gradescope zip)
     python -m autograder fixtures [--seed N] [--out DIR] [--parts P ...]
+    python -m autograder selfcheck [--parts P ...]              (staff only)
 
-More subcommands can be added by appending (name, help, add_arguments, run) to COMMANDS; `run(args) -> int` may call
-`autograder.judge.grade`, the same code path `grade` uses.
+Other tools can call `autograder.judge.grade`, the same code path `grade` uses.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import sys
 import tempfile
 import traceback
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 from .parts import NAMES
@@ -336,26 +335,22 @@ def run_selfcheck(args: argparse.Namespace) -> int:
     return run(args)
 
 
-Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
-COMMANDS: list[Command] = [
-    ("grade", "grade one submission (prints a summary, writes results.json)", _add_grade, run_grade),
-    ("grade-all", "grade every submission of a folder in parallel into a CSV", _add_grade_all, run_grade_all),
-    ("build", "build the Gradescope autograder zip", _add_build, run_build),
-    ("fixtures", "build hidden inputs and expected values (imports TensorFlow and the reference)", _add_fixtures,
-     run_fixtures),
-    ("selfcheck", "grade the reference, the stencil, alternatives and mutants; print the kill matrix", _add_selfcheck,
-     run_selfcheck),
-]
-STAFF_ONLY = {"build": "build", "selfcheck": "selfcheck"}
-"""Commands whose module is not in the Gradescope zip: offered only where the module exists."""
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text, add_arguments, run in COMMANDS:
-        if name in STAFF_ONLY and importlib.util.find_spec(f"{__package__}.{STAFF_ONLY[name]}") is None:
-            continue
+    commands = [
+        ("grade", "grade one submission (prints a summary, writes results.json)", _add_grade, run_grade),
+        ("grade-all", "grade every submission of a folder in parallel into a CSV", _add_grade_all, run_grade_all),
+        ("fixtures", "build hidden inputs and expected values (imports TensorFlow and the reference)", _add_fixtures,
+         run_fixtures),
+    ]
+    # Staff commands, offered only where their modules exist (they are not in the Gradescope zip).
+    if importlib.util.find_spec(f"{__package__}.build") is not None:
+        commands.append(("build", "build the Gradescope autograder zip", _add_build, run_build))
+    if importlib.util.find_spec(f"{__package__}.selfcheck") is not None:
+        commands.append(("selfcheck", "grade the reference, the stencil, alternatives and mutants; print the kill "
+                         "matrix", _add_selfcheck, run_selfcheck))
+    for name, help_text, add_arguments, run in commands:
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(p)
         p.set_defaults(run=run)

@@ -143,146 +143,175 @@ def grade(
     """
     started = time.monotonic()
     log = log or (lambda line: None)
-    submission_dir = Path(submission_dir).resolve()
     points = dict(load_points() if points is None else points)
-    tests = load_tests()
-    fixtures_dir = Path(fixtures_dir) if fixtures_dir is not None else DEFAULT_FIXTURES
-    fixtures, meta = fixture_files.load(fixtures_dir)
-    wanted = [p for p in PART_ORDER if points.get(p, 0) > 0 and (parts is None or p in parts)]
-    unknown = set(parts or ()) - set(PART_ORDER)
-    if unknown:
-        raise ValueError(f"unknown parts: {sorted(unknown)} (known: {', '.join(PART_ORDER)})")
-    selected = [t for p in wanted for t in tests if t.part == p]
-
-    package_dir = find_package_dir(submission_dir) if submission_dir.is_dir() else None
-    notes: list[str] = []
-    sandbox = worker = None
-    no_worker = ""
-    status = "ok"
-    held = contextlib.ExitStack()  # the worker user, while the worker may run
-    if package_dir is None:
-        no_worker = ("no Python modules found in the submission: upload the zip written by `python -m stencil.submit` "
-                     "(the modules at the top level, or in a single folder).")
-        notes.append(no_worker)
-        status = "empty"
-    else:
-        user = resolve_user(worker_user)
-        log(f"worker user: {user.name if user else 'same as the judge (no privilege drop)'}")
-        held.enter_context(hold_worker_user(user, log))
-        try:
-            sandbox = Sandbox(package_dir, user)
-        except ValueError as exc:
-            no_worker = str(exc)
-            notes.append(no_worker)
-            status = "unreadable"
-        else:
-            worker = Worker(sandbox, limits or Limits())
-
-    deadline = started + time_budget
-    results: list[dict] = []
-    leaderboard: list[dict] = []
-    earned = possible = 0.0
-    internal_errors = []
-    try:
+    fixtures, meta = fixture_files.load(Path(fixtures_dir) if fixtures_dir is not None else DEFAULT_FIXTURES)
+    run = _Run(Path(submission_dir).resolve(), fixtures, meta, started + time_budget, timeout_scale, log)
+    wanted = _wanted_parts(points, parts)
+    with contextlib.ExitStack() as cleanup:
+        _start_worker(run, worker_user, limits or Limits(), cleanup)
         for part_index, part in enumerate(wanted, start=1):
-            part_tests = [t for t in selected if t.part == part]
+            part_tests = [t for t in load_tests() if t.part == part]
             maxima = split_points(points[part], [t.weight for t in part_tests])
-            missing_fixtures = part not in ("audit",) and part not in meta.get("parts", [])
             for test_index, (test, max_score) in enumerate(zip(part_tests, maxima, strict=True), start=1):
-                t0 = time.monotonic()
-                ctx = Context(fixtures, int(meta["seed"]), sandbox.submission if sandbox else submission_dir,
-                              worker, no_worker, test.timeout * timeout_scale, deadline)
-                ctx.start_test(test.id)
-                ctx.earned_fraction = earned / possible if possible else None
-                if worker is not None:
-                    worker.mark_output()
-                credit, message = 0.0, ""
-                if missing_fixtures:
-                    message = f"autograder configuration error: no fixtures for part '{part}' (rebuild them)."
-                    internal_errors.append(message)
-                    status = "internal-error" if status == "ok" else status
-                else:
-                    try:
-                        result = test.fn(ctx)
-                        credit = 1.0 if result is None else min(1.0, max(0.0, float(result)))
-                        if credit < 1.0:
-                            message = f"partial credit: {credit:.0%}"
-                    except WorkerStartError as exc:
-                        message = f"{exc}"
-                        internal_errors.append(f"worker start failed: {exc}")
-                        status = "worker-start-failed"
-                    except TestFailure as exc:
-                        message = str(exc) or "failed"
-                    except Exception as exc:  # noqa: BLE001 - a judge bug must cost one test, not the run
-                        message = (f"the autograder could not check this ({type(exc).__name__}: {exc}); "
-                                   "please tell the course staff.")
-                        internal_errors.append(f"{test.name}: {traceback.format_exc()}")
-                        status = "internal-error" if status == "ok" else status
-                stdout, stderr = worker.output_since_mark() if worker is not None and credit < 1.0 else ("", "")
-                score = round(max_score * credit, 4)
-                earned += score
-                possible += max_score
-                leaderboard.extend(ctx.leaderboard_entries)
-                results.append({
-                    "name": f"{part}: {test.name}",
-                    "number": f"{part_index}.{test_index}",
-                    "score": score,
-                    "max_score": max_score,
-                    "status": "passed" if credit >= 1.0 else "failed",
-                    "output": _test_output(message, stdout, stderr),
-                    "visibility": "visible",
-                    "tags": [part],
-                    "extra_data": {"id": test.id},
-                })
-                log(f"{'PASS' if credit >= 1.0 else 'FAIL'} {score:6.2f}/{max_score:<6.2f} {part}: {test.name} "
-                    f"({time.monotonic() - t0:.1f} s)")
-    finally:
-        worker_stats = {}
-        if worker is not None:
-            worker_stats = {"starts": worker.starts, "peak_rss_mb": round(worker.peak_rss_mb, 1),
-                            "peak_private_mb": round(worker.peak_private_mb, 1),
-                            "blocked_modules": sorted(worker.blocked)}
-            import_errors = dict(worker.import_errors)
-            import_errors.update({k: v for k, v in worker.blocked.items()})
-            notes += [error for _, error in sorted(import_errors.items())]
-            worker.stop()
-        if sandbox is not None:
-            sandbox.close()
-        held.close()
-
-    part_scores = {}
-    for test in results:
-        part = test["tags"][0]
-        entry = part_scores.setdefault(part, {"score": 0.0, "max_score": 0.0})
-        entry["score"] = round(entry["score"] + test["score"], 4)
-        entry["max_score"] = round(entry["max_score"] + test["max_score"], 4)
-    total = round(sum(t["score"] for t in results), 2)
-    maximum = round(sum(t["max_score"] for t in results), 2)
-    lines = [f"Score: {total:g} / {maximum:g}"]
-    lines += [f"  {part}: {s['score']:g} / {s['max_score']:g}" for part, s in part_scores.items()]
-    if notes:
-        lines += ["", "Notes:"] + [f"- {n}" for n in notes]
-    if internal_errors:
-        lines += ["", "The autograder hit an internal problem on some tests; the course staff has been notified."]
-    judge_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out: dict[str, Any] = {
-        "score": total,
-        "output": "\n".join(lines),
-        "execution_time": round(time.monotonic() - started, 1),
-        "tests": results,
-        "extra_data": {"status": status, "max_score": maximum, "parts": part_scores, "worker": worker_stats,
-                       "judge_peak_rss_mb": round(judge_rss, 1),
-                       "internal_errors": [e[-2000:] for e in internal_errors]},
-    }
-    if leaderboard:
-        out["leaderboard"] = leaderboard
-    for error in internal_errors:
-        log(f"INTERNAL ERROR: {error}")
+                _run_test(run, test, f"{part_index}.{test_index}", max_score)
+    document = _document(run, time.monotonic() - started)
     if results_path is not None:
         results_path = Path(results_path)
         results_path.parent.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(out, indent=2, allow_nan=False), encoding="utf-8")
-    return out
+        results_path.write_text(json.dumps(document, indent=2, allow_nan=False), encoding="utf-8")
+    return document
+
+
+class _Run:
+    """The state of one grading: the worker, the results so far, notes and internal errors."""
+
+    def __init__(self, submission_dir: Path, fixtures: Mapping[str, Any], meta: Mapping[str, Any], deadline: float,
+                 timeout_scale: float, log: Callable[[str], None]):
+        self.submission_dir = submission_dir
+        self.fixtures = fixtures
+        self.meta = meta
+        self.deadline = deadline
+        self.timeout_scale = timeout_scale
+        self.log = log
+        self.sandbox: Sandbox | None = None
+        self.worker: Worker | None = None
+        self.no_worker = ""
+        self.status = "ok"
+        self.notes: list[str] = []
+        self.internal_errors: list[str] = []
+        self.results: list[dict] = []
+        self.leaderboard: list[dict] = []
+        self.worker_stats: dict[str, Any] = {}
+
+    def internal_error(self, message: str, status: str = "internal-error") -> None:
+        self.internal_errors.append(message)
+        if self.status == "ok" or status == "worker-start-failed":
+            self.status = status
+
+    @property
+    def earned_fraction(self) -> float | None:
+        possible = sum(r["max_score"] for r in self.results)
+        return sum(r["score"] for r in self.results) / possible if possible else None
+
+
+def _wanted_parts(points: Mapping[str, float], parts: Sequence[str] | None) -> list[str]:
+    """The parts to run, in report order: those with points, restricted to `parts` when given."""
+    unknown = set(parts or ()) - set(PART_ORDER)
+    if unknown:
+        raise ValueError(f"unknown parts: {sorted(unknown)} (known: {', '.join(PART_ORDER)})")
+    return [p for p in PART_ORDER if points.get(p, 0) > 0 and (parts is None or p in parts)]
+
+
+def _start_worker(run: _Run, worker_user: str | None, limits: Limits, cleanup: contextlib.ExitStack) -> None:
+    """Find the submission's modules, hold the worker user and prepare the sandbox and the (lazily started) worker;
+    `cleanup` stops them. Without modules, or when the submission cannot be copied, no test can call the worker."""
+    package_dir = find_package_dir(run.submission_dir) if run.submission_dir.is_dir() else None
+    if package_dir is None:
+        run.no_worker = ("no Python modules found in the submission: upload the zip written by `python -m "
+                         "stencil.submit` (the modules at the top level, or in a single folder).")
+        run.notes.append(run.no_worker)
+        run.status = "empty"
+        return
+    user = resolve_user(worker_user)
+    run.log(f"worker user: {user.name if user else 'same as the judge (no privilege drop)'}")
+    cleanup.enter_context(hold_worker_user(user, run.log))
+    try:
+        run.sandbox = Sandbox(package_dir, user)
+    except ValueError as exc:
+        run.no_worker = str(exc)
+        run.notes.append(run.no_worker)
+        run.status = "unreadable"
+        return
+    cleanup.callback(run.sandbox.close)
+    run.worker = Worker(run.sandbox, limits)
+    cleanup.callback(_stop_worker, run)
+
+
+def _stop_worker(run: _Run) -> None:
+    """Stop the worker and keep its statistics and import problems for the report."""
+    worker = run.worker
+    run.worker_stats = {"starts": worker.starts, "peak_rss_mb": round(worker.peak_rss_mb, 1),
+                        "peak_private_mb": round(worker.peak_private_mb, 1), "blocked_modules": sorted(worker.blocked)}
+    import_errors = {**worker.import_errors, **worker.blocked}
+    run.notes += [error for _, error in sorted(import_errors.items())]
+    worker.stop()
+
+
+def _run_test(run: _Run, test: HiddenTest, number: str, max_score: float) -> None:
+    """Run one hidden test and append its Gradescope result; any failure costs this test only."""
+    started = time.monotonic()
+    ctx = Context(run.fixtures, int(run.meta["seed"]), run.sandbox.submission if run.sandbox else run.submission_dir,
+                  run.worker, run.no_worker, test.timeout * run.timeout_scale, run.deadline)
+    ctx.start_test(test.id)
+    ctx.earned_fraction = run.earned_fraction
+    if run.worker is not None:
+        run.worker.mark_output()
+    credit, message = 0.0, ""
+    if test.part != "audit" and test.part not in run.meta.get("parts", []):
+        message = f"autograder configuration error: no fixtures for part '{test.part}' (rebuild them)."
+        run.internal_error(message)
+    else:
+        try:
+            result = test.fn(ctx)
+            credit = 1.0 if result is None else min(1.0, max(0.0, float(result)))
+            if credit < 1.0:
+                message = f"partial credit: {credit:.0%}"
+        except WorkerStartError as exc:
+            message = f"{exc}"
+            run.internal_error(f"worker start failed: {exc}", "worker-start-failed")
+        except TestFailure as exc:
+            message = str(exc) or "failed"
+        except Exception as exc:  # noqa: BLE001 - a judge bug must cost one test, not the run
+            message = (f"the autograder could not check this ({type(exc).__name__}: {exc}); "
+                       "please tell the course staff.")
+            run.internal_error(f"{test.name}: {traceback.format_exc()}")
+    stdout, stderr = run.worker.output_since_mark() if run.worker is not None and credit < 1.0 else ("", "")
+    score = round(max_score * credit, 4)
+    run.leaderboard.extend(ctx.leaderboard_entries)
+    run.results.append({
+        "name": f"{test.part}: {test.name}",
+        "number": number,
+        "score": score,
+        "max_score": max_score,
+        "status": "passed" if credit >= 1.0 else "failed",
+        "output": _test_output(message, stdout, stderr),
+        "visibility": "visible",
+        "tags": [test.part],
+        "extra_data": {"id": test.id},
+    })
+    run.log(f"{'PASS' if credit >= 1.0 else 'FAIL'} {score:6.2f}/{max_score:<6.2f} {test.part}: {test.name} "
+            f"({time.monotonic() - started:.1f} s)")
+
+
+def _document(run: _Run, seconds: float) -> dict[str, Any]:
+    """Gradescope's results dict of a finished run."""
+    part_scores: dict[str, dict[str, float]] = {}
+    for test in run.results:
+        entry = part_scores.setdefault(test["tags"][0], {"score": 0.0, "max_score": 0.0})
+        entry["score"] = round(entry["score"] + test["score"], 4)
+        entry["max_score"] = round(entry["max_score"] + test["max_score"], 4)
+    total = round(sum(t["score"] for t in run.results), 2)
+    maximum = round(sum(t["max_score"] for t in run.results), 2)
+    lines = [f"Score: {total:g} / {maximum:g}"]
+    lines += [f"  {part}: {s['score']:g} / {s['max_score']:g}" for part, s in part_scores.items()]
+    if run.notes:
+        lines += ["", "Notes:"] + [f"- {n}" for n in run.notes]
+    if run.internal_errors:
+        lines += ["", "The autograder hit an internal problem on some tests; the course staff has been notified."]
+    for error in run.internal_errors:
+        run.log(f"INTERNAL ERROR: {error}")
+    document: dict[str, Any] = {
+        "score": total,
+        "output": "\n".join(lines),
+        "execution_time": round(seconds, 1),
+        "tests": run.results,
+        "extra_data": {"status": run.status, "max_score": maximum, "parts": part_scores, "worker": run.worker_stats,
+                       "judge_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                       "internal_errors": [e[-2000:] for e in run.internal_errors]},
+    }
+    if run.leaderboard:
+        document["leaderboard"] = run.leaderboard
+    return document
 
 
 def format_summary(results: Mapping[str, Any], failures_only: bool = False) -> str:
