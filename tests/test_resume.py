@@ -33,7 +33,7 @@ from assignment import train
 from assignment.preprocess import CharTokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = 80
+STEPS = 120
 CPU_SECONDS = 120  # per training process (RLIMIT_CPU): a run that never ends is killed, the test then fails
 STEP_LINE = re.compile(r"step +(\d+)/(\d+)  (.*?)(?:  \d+ ms/step.*)?$")
 
@@ -55,14 +55,25 @@ def command(text_file: Path, out: Path) -> list[str]:
             "--log-every", "1"]
 
 
-def _limit_cpu() -> None:
+def _child_setup() -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
+    # As in a terminal: a test run started in the background (`pytest &`) has SIGINT ignored, which children inherit
+    # and the command line keeps ignoring.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def sigint_handled():
+    """Python's own SIGINT handler (KeyboardInterrupt) during the test, also when the test run ignores SIGINT."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def start(argv: list[str]) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_limit_cpu)
+                            preexec_fn=_child_setup)
 
 
 def run_until(process: subprocess.Popen, step: int, signum: int) -> tuple[list[str], str]:
@@ -199,7 +210,7 @@ def in_process_args(text_file: Path, out: Path, steps: int) -> list[str]:
 
 
 def test_sigint_during_a_training_step_saves_a_consistent_checkpoint_of_that_step_and_resumes_exactly(
-    tmp_path, text_file, monkeypatch, capsys
+    tmp_path, text_file, monkeypatch, capsys, sigint_handled
 ):
     steps = 12
     interrupt_at = int(np.random.default_rng(5).integers(2, steps - 1))
@@ -236,7 +247,7 @@ def test_sigint_during_a_training_step_saves_a_consistent_checkpoint_of_that_ste
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
 
-def test_stop_request_defers_the_first_sigint_and_lets_the_second_one_interrupt():
+def test_stop_request_defers_the_first_sigint_and_lets_the_second_one_interrupt(sigint_handled):
     previous = signal.getsignal(signal.SIGINT)
     with train.StopRequest() as stop:
         assert not stop() and signal.getsignal(signal.SIGINT) is not previous
@@ -250,3 +261,15 @@ def test_stop_request_defers_the_first_sigint_and_lets_the_second_one_interrupt(
             for _ in range(1000):
                 pass
     assert signal.getsignal(signal.SIGINT) is previous
+
+
+def test_stop_request_leaves_an_ignored_sigint_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with train.StopRequest() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            assert not stop()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
