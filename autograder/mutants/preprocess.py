@@ -12,6 +12,7 @@ CHAR = "preprocess.char_tokenizer"
 WINDOWS = "preprocess.windows"
 BATCHES = "preprocess.dataset_batches"
 SHUFFLE = "preprocess.dataset_shuffle"
+SHUFFLE_BUFFER = "preprocess.dataset_shuffle_buffer"
 SAVE_LOAD = "preprocess.bpe_save_load"
 INVALID = "preprocess.invalid_inputs"
 
@@ -224,5 +225,11 @@ MUTANTS = [
         Edit("preprocess", "make_windows",
              patch=(("if len(ids) < context_length + 1:", "if len(ids) <= context_length + 1:"),)),
         (INVALID, WINDOWS),
+    ),
+    Mutant(
+        "dataset-small-shuffle-buffer",
+        "make_dataset shuffles with a buffer of one batch, so windows move only a few places from where they were",
+        Edit(M, "make_dataset", patch=(("dataset.shuffle(len(inputs),", "dataset.shuffle(batch_size,"),)),
+        (SHUFFLE_BUFFER,),
     ),
 ]
