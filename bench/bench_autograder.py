@@ -1,6 +1,6 @@
 """Benchmark: a full grade of the reference solution, with the autograder's CPU and memory budget.
 
-    python bench/bench_autograder.py [--fixtures DIR] [--parts P ...]
+    python -m bench.bench_autograder [--fixtures DIR] [--parts P ...]
 
 Builds fixtures (random seed) in a temporary directory unless --fixtures is given, then grades a copy of assignment/
 in a fresh process and prints the wall time, the CPU seconds of the judge (RUSAGE_SELF) and of the worker
@@ -28,7 +28,6 @@ MEMORY_BUDGET_MB = 768.0
 
 def measure(submission: Path, fixtures: Path, parts: list[str] | None) -> dict:
     """Grade in this process (the judge); the worker is a child, so RUSAGE_CHILDREN covers it once it has exited."""
-    sys.path.insert(0, str(ROOT))
     from autograder.judge import grade
 
     start = time.monotonic()
@@ -47,7 +46,7 @@ def measure(submission: Path, fixtures: Path, parts: list[str] | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_autograder", description=__doc__.splitlines()[0])
     parser.add_argument("--fixtures", type=Path, default=None, help="existing fixtures directory")
     parser.add_argument("--parts", nargs="+", default=None, help="only these parts (default: all with points)")
     parser.add_argument("--measure", nargs=2, metavar=("SUBMISSION", "FIXTURES"), help=argparse.SUPPRESS)
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         submission.mkdir()
         for path in (ROOT / "assignment").glob("*.py"):
             shutil.copy(path, submission)
-        command = [sys.executable, __file__, "--measure", str(submission), str(fixtures)]
+        command = [sys.executable, "-m", "bench.bench_autograder", "--measure", str(submission), str(fixtures)]
         if args.parts:
             command += ["--parts", *args.parts]
         out = subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout

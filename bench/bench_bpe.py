@@ -1,27 +1,26 @@
 """BPE training and encoding speed on a real corpus, and the gain of incremental pair counts over a full recount.
 
-    python bench/bench_bpe.py [--text ../shared/bench/tinyshakespeare.txt] [--vocab-size 1024] [--chars 300000]
-    python bench/bench_bpe.py --text data/splits/train.txt --chars 0 --skip-naive    # the whole default corpus
+    python -m bench.bench_bpe [--text FILE] [--vocab-size 1024] [--chars 300000] [--skip-naive]
+    python -m bench.bench_bpe --chars 0 --skip-naive    # the whole train split of the default corpus
 
-Prints seconds for `BPETokenizer.train` (incremental pair counts, the reference) and for a naive trainer that recounts
-every pair after each merge (the textbook version), checks that both learn the same merges, then prints encode and
-decode throughput and the compression (characters per token).
+The text is the train split of the default corpus (Shakespeare's plays, see `bench.corpus`) unless --text FILE is
+given; --chars keeps its first characters. Prints seconds for `BPETokenizer.train` (incremental pair counts, the
+reference) and for a naive trainer that recounts every pair after each merge (the textbook version), checks that both
+learn the same merges, then prints encode and decode throughput and the compression (characters per token).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from assignment.preprocess import BPETokenizer, merge_pair, pretokenize  # noqa: E402
+from bench.corpus import add_text_option, load_text  # noqa: E402
 
-DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "bench" / "tinyshakespeare.txt"
+SPLIT = "train"
 
 
 def naive_train(text: str, vocab_size: int) -> list[tuple[int, int]]:
@@ -43,15 +42,15 @@ def naive_train(text: str, vocab_size: int) -> list[tuple[int, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--text", type=Path, default=DEFAULT_TEXT)
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_bpe", description=__doc__.splitlines()[0])
+    add_text_option(parser, SPLIT)
     parser.add_argument("--vocab-size", type=int, default=1024)
     parser.add_argument("--chars", type=int, default=300_000, help="train on the first CHARS characters (0: all)")
     parser.add_argument("--skip-naive", action="store_true", help="do not time the full-recount trainer")
     args = parser.parse_args()
-    text = args.text.read_text(encoding="utf-8")
+    text, source = load_text(args.text, SPLIT)
     text = text[: args.chars] if args.chars else text
-    print(f"corpus: {len(text):,} characters of {args.text.name}, vocab_size {args.vocab_size}")
+    print(f"corpus: {len(text):,} characters of {source}, vocab_size {args.vocab_size}")
 
     start = time.perf_counter()
     tokenizer = BPETokenizer.train(text, args.vocab_size)

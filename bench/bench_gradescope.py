@@ -1,6 +1,6 @@
 """Set up the Gradescope zip as Gradescope does and grade the reference: time and memory of each step.
 
-    sudo python bench/bench_gradescope.py [--python /usr/bin/python3] [--root DIR] [--keep]
+    sudo python -m bench.bench_gradescope [--python /usr/bin/python3] [--root DIR] [--keep]
 
 Builds the zip, unpacks it into a fresh autograder root (AUTOGRADER_ROOT, default a new folder under /tmp), runs its
 `setup.sh` unmodified (virtual environment, worker user, fixtures) and then `run_autograder` on the reference's
@@ -41,7 +41,7 @@ def timed(command: list[str], **kwargs) -> tuple[float, float, subprocess.Comple
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_gradescope", description=__doc__.splitlines()[0])
     parser.add_argument("--python", default="/usr/bin/python3", help="interpreter setup.sh makes the environment from")
     parser.add_argument("--root", type=Path, default=None, help="autograder root (default: a new folder under /tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the autograder root")

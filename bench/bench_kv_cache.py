@@ -1,6 +1,6 @@
 """Benchmark: generation with the transformer's key/value cache against recomputing the whole sequence every token.
 
-    python bench/bench_kv_cache.py [--tokens 256] [--context-length 128] [--d-model 128] [--num-layers 4] [--batch 1]
+    python -m bench.bench_kv_cache [--tokens 256] [--context-length 128] [--d-model 128] [--num-layers 4] [--batch 1]
         [--repeats 5]
 
 Builds an untrained TransformerLanguageModel with the default training configuration (weights do not change the
@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_kv_cache", description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=256, help="new tokens to generate")
     parser.add_argument("--context-length", type=int, default=128)
     parser.add_argument("--d-model", type=int, default=128)

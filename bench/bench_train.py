@@ -1,12 +1,14 @@
 """Benchmark: training speed of each model kind at the command line's default configuration.
 
-    python bench/bench_train.py [TEXT] [--models rnn lstm transformer] [--steps N] [--jit] [--set --d-model 192 ...]
+    python -m bench.bench_train [--text FILE] [--models rnn lstm transformer] [--steps N] [--jit]
+        [--set --d-model 192 ...]
 
-TEXT defaults to ../shared/bench/tinyshakespeare.txt (next to the repository; read in place, never copied). For each
-model kind: character tokenizer on TEXT, the default batch size and context length of `python -m assignment.train`,
-AdamW with the default schedule and clipping, `make_train_step` (tf.function, XLA with --jit). Prints the tracing time
-(first step), then steps/s and tokens/s over N timed steps, the number of parameters and the steps that fit in ten
-minutes. Extra training options after --set override the defaults (e.g. --set --d-model 192 --num-layers 6).
+The text is the train split of the default corpus (Shakespeare's plays, see `bench.corpus`), the split
+`python -m assignment.train` trains on, unless --text FILE is given. For each model kind: character tokenizer on the
+text, the default batch size and context length of `python -m assignment.train`, AdamW with the default schedule and
+clipping, `make_train_step` (tf.function, XLA with --jit). Prints the tracing time (first step), then steps/s and
+tokens/s over N timed steps, the number of parameters and the steps that fit in ten minutes. Extra training options
+after --set override the defaults (e.g. --set --d-model 192 --num-layers 6).
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
+
+from bench.corpus import add_text_option, load_text
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TEXT = ROOT.parent / "shared" / "bench" / "tinyshakespeare.txt"
+SPLIT = "train"
 
 
 def bench(kind: str, ids, steps: int, jit: bool, overrides: list[str]) -> dict:
@@ -55,24 +57,20 @@ def bench(kind: str, ids, steps: int, jit: bool, overrides: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("text", nargs="?", type=Path, default=DEFAULT_TEXT, help="text file to train on")
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_train", description=__doc__.splitlines()[0])
+    add_text_option(parser, SPLIT)
     parser.add_argument("--models", nargs="+", default=["rnn", "lstm", "transformer"], help="model kinds")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per model")
     parser.add_argument("--jit", action="store_true", help="compile the train step with XLA")
     parser.add_argument("--set", nargs=argparse.REMAINDER, default=[], help="train options overriding the defaults")
     args = parser.parse_args(argv)
-    if not args.text.is_file():
-        print(f"error: no text file {args.text}", file=sys.stderr)
-        return 2
-    sys.path.insert(0, str(ROOT))
+    text, source = load_text(args.text, SPLIT)
     import numpy as np
 
     from assignment.preprocess import CharTokenizer
 
-    text = args.text.read_text(encoding="utf-8")
     ids = np.asarray(CharTokenizer.train(text).encode(text), np.int32)
-    print(f"{args.text.name}: {len(ids):,} characters; jit={args.jit}; overrides {' '.join(args.set) or 'none'}")
+    print(f"{source}: {len(ids):,} characters; jit={args.jit}; overrides {' '.join(args.set) or 'none'}")
     print(f"{'model':12s} {'params':>9s} {'trace s':>8s} {'steps/s':>8s} {'tokens/s':>9s} {'steps/10min':>11s} "
           f"{'default steps':>13s}  loss first -> last")
     for kind in args.models:
