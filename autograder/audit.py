@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .registry import TestFailure, hidden_test
+from .registry import Scaled, TestFailure, hidden_test
 
 FORBIDDEN_LAYERS = ("LSTM", "SimpleRNN", "GRU", "LSTMCell", "SimpleRNNCell", "GRUCell", "MultiHeadAttention")
 FORBIDDEN_PACKAGES = ("keras_hub.samplers", "keras_nlp.samplers")
@@ -171,4 +171,5 @@ def test_no_forbidden_layers(ctx) -> float | None:
     if ctx.earned_fraction <= 0:
         raise TestFailure("no forbidden layers found, but no other test passed yet: the audit's points scale with "
                           "the points earned in the other parts.")
-    return ctx.earned_fraction
+    return Scaled(ctx.earned_fraction, f"passed: no forbidden layers found. Its points are scaled by the fraction of "
+                                       f"points earned in the other parts ({ctx.earned_fraction:.2%}).")

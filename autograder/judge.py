@@ -20,7 +20,7 @@ from typing import Any
 from . import fixture_files
 from . import parts as parts_table
 from .context import HiddenValues
-from .registry import ALL_TESTS, HiddenTest, TestFailure
+from .registry import ALL_TESTS, HiddenTest, Scaled, TestFailure
 from .runner import Limits, Sandbox, Worker, WorkerStartError, find_package_dir, hold_worker_user, resolve_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,7 +246,7 @@ def _run_test(run: _Run, test: HiddenTest, number: str, max_score: float) -> Non
     ctx.earned_fraction = run.earned_fraction
     if run.worker is not None:
         run.worker.mark_output()
-    credit, message = 0.0, ""
+    credit, message, passed = 0.0, "", False
     if test.part != "audit" and test.part not in run.meta.get("parts", []):
         message = f"autograder configuration error: no fixtures for part '{test.part}' (rebuild them)."
         run.internal_error(message)
@@ -254,7 +254,9 @@ def _run_test(run: _Run, test: HiddenTest, number: str, max_score: float) -> Non
         try:
             result = test.fn(ctx)
             credit = 1.0 if result is None else min(1.0, max(0.0, float(result)))
-            if credit < 1.0:
+            if isinstance(result, Scaled):
+                message, passed = result.reason, True
+            elif credit < 1.0:
                 message = f"partial credit: {credit:.0%}"
         except WorkerStartError as exc:
             message = f"{exc}"
@@ -265,21 +267,22 @@ def _run_test(run: _Run, test: HiddenTest, number: str, max_score: float) -> Non
             message = (f"the autograder could not check this ({type(exc).__name__}: {exc}); "
                        "please tell the course staff.")
             run.internal_error(f"{test.name}: {traceback.format_exc()}")
-    stdout, stderr = run.worker.output_since_mark() if run.worker is not None and credit < 1.0 else ("", "")
-    score = round(max_score * credit, 4)
+    passed = passed or credit >= 1.0
+    stdout, stderr = run.worker.output_since_mark() if run.worker is not None and not passed else ("", "")
+    score = round(max_score * credit, 2)
     run.leaderboard.extend(ctx.leaderboard_entries)
     run.results.append({
         "name": f"{test.part}: {test.name}",
         "number": number,
         "score": score,
         "max_score": max_score,
-        "status": "passed" if credit >= 1.0 else "failed",
+        "status": "passed" if passed else "failed",
         "output": _test_output(message, stdout, stderr),
         "visibility": "visible",
         "tags": [test.part],
         "extra_data": {"id": test.id},
     })
-    run.log(f"{'PASS' if credit >= 1.0 else 'FAIL'} {score:6.2f}/{max_score:<6.2f} {test.part}: {test.name} "
+    run.log(f"{'PASS' if passed else 'FAIL'} {score:6.2f}/{max_score:<6.2f} {test.part}: {test.name} "
             f"({time.monotonic() - started:.1f} s)")
 
 
@@ -288,8 +291,8 @@ def _document(run: _Run, seconds: float) -> dict[str, Any]:
     part_scores: dict[str, dict[str, float]] = {}
     for test in run.results:
         entry = part_scores.setdefault(test["tags"][0], {"score": 0.0, "max_score": 0.0})
-        entry["score"] = round(entry["score"] + test["score"], 4)
-        entry["max_score"] = round(entry["max_score"] + test["max_score"], 4)
+        entry["score"] = round(entry["score"] + test["score"], 2)
+        entry["max_score"] = round(entry["max_score"] + test["max_score"], 2)
     total = round(sum(t["score"] for t in run.results), 2)
     maximum = round(sum(t["max_score"] for t in run.results), 2)
     lines = [f"Score: {total:g} / {maximum:g}"]

@@ -31,6 +31,16 @@ DEFAULT_TIMEOUT = 30.0
 """Seconds each probe call of a test may take before the worker is stopped."""
 
 
+class Scaled(float):
+    """A test's result when it passed but is worth only a fraction of its points (the audit: the fraction of points
+    earned in the other parts); `reason` says why, in words shown to the student."""
+
+    def __new__(cls, fraction: float, reason: str) -> Scaled:
+        value = super().__new__(cls, fraction)
+        value.reason = reason
+        return value
+
+
 class TestFailure(Exception):
     """Raised by a hidden test (or by `ctx.call` on a probe error, crash or timeout): the test scores 0."""
 

@@ -169,11 +169,17 @@ def test_broken_reference_loses_exactly_the_windows_test(tmp_path: Path, fixture
     with open(submission / "preprocess.py", "a") as f:
         f.write("\n\n_make_windows = make_windows\n\n\ndef make_windows(ids, context_length, stride=None):\n"
                 "    inputs, _ = _make_windows(ids, context_length, stride)\n    return inputs, inputs.copy()\n")
-    results = grade_preprocess(submission, fixtures_dir)
+    results = judge.grade(submission, ["preprocess", "audit"], fixtures_dir=fixtures_dir, worker_user=None)
     failed = [t for t in results["tests"] if t["status"] == "failed"]
     assert [t["name"] for t in failed] == [result_of(results, WINDOWS)["name"]]
     assert "labels" in failed[0]["output"] and "shifted by one" in failed[0]["output"]
-    assert results["score"] == results["extra_data"]["max_score"] - failed[0]["max_score"]
+    # The audit found nothing forbidden: it passed, worth the fraction of points earned in the other parts.
+    audit = results["tests"][-1]
+    preprocess = results["extra_data"]["parts"]["preprocess"]
+    fraction = preprocess["score"] / preprocess["max_score"]
+    assert audit["tags"] == ["audit"] and audit["status"] == "passed" and "scaled" in audit["output"]
+    assert audit["score"] == round(audit["max_score"] * fraction, 2) < audit["max_score"]
+    assert results["score"] == round(preprocess["score"] + audit["score"], 2)
 
 
 # ---------------------------------------------------------------------------------------------------- isolation
