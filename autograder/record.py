@@ -3,18 +3,22 @@
 `record(seed, parts, fixtures)` runs each test of `parts` in this process against the reference package `assignment`
 (imports TensorFlow: build time only). Each test's `ctx.hidden` and `ctx.expected` calls draw and compute their values,
 which are added to `fixtures`; a test the reference does not pass stops the build with its message, so no course is
-given expected values that a correct solution cannot meet.
+given expected values that a correct solution cannot meet. The tests of `UNRECORDED` parts run in an empty submission
+directory instead, only to draw their hidden values: they fail there, once those are declared.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .inprocess import REFERENCE, InProcessContext, hidden_tests, run_test
+from .registry import TestFailure
 
 UNRECORDED = ("quality",)
-"""Parts not run at build time: the quality test grades a checkpoint the submission trained."""
+"""Parts the reference cannot pass at build time: the quality test grades a checkpoint the submission trained."""
 
 
 class RecordingError(RuntimeError):
@@ -30,7 +34,28 @@ def record(seed: int, parts: Sequence[str], fixtures: dict[str, Any]) -> dict[st
         if not outcome.passed:
             raise RecordingError(f"the reference solution fails {test.id} ({test.name}) with fixture seed {seed}: "
                                  f"{outcome.message}")
+    declare_unrecorded(seed, parts, fixtures)
     return fixtures
+
+
+def declare_unrecorded(seed: int, parts: Sequence[str], fixtures: dict[str, Any]) -> None:
+    """Draw the hidden values of the tests of the `UNRECORDED` parts among `parts` into `fixtures`.
+
+    Each test runs with a recording context in an empty submission directory, where it fails (TestFailure) for want of
+    what the submission has to provide, after declaring its hidden values; a test that declares none, or that fails
+    in any other way, stops the build.
+    """
+    with tempfile.TemporaryDirectory() as empty:
+        ctx = InProcessContext(fixtures, REFERENCE, seed, Path(empty))
+        ctx.recording = True
+        for test in hidden_tests([p for p in parts if p in UNRECORDED]):
+            ctx.start_test(test.id)
+            try:
+                test.fn(ctx)
+            except TestFailure:
+                pass
+            if not any(key.startswith(f"{test.id}/") for key in fixtures):
+                raise RecordingError(f"{test.id} ({test.name}) declared no hidden value in an empty submission")
 
 
 def build_fixtures(seed: int, parts: Sequence[str] | None = None) -> dict[str, Any]:

@@ -425,7 +425,7 @@ def test_broken_preprocessing_fails(fixtures: dict) -> None:
     assert run(find("BPETokenizer.train learns"), fixtures,
                preprocess=namespace("preprocess", BPETokenizer=LargestPairFirst)) is not None
     assert run(find("make_windows"), fixtures, preprocess=namespace("preprocess", make_windows=unshifted)) is not None
-    assert run(find("make_dataset shuffles"), fixtures,
+    assert run(find("make_dataset shuffles with the seed"), fixtures,
                preprocess=namespace("preprocess", make_dataset=unseeded)) is not None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -12,8 +11,10 @@ import pytest
 from scipy.special import log_softmax
 
 from assignment import models, train
+from autograder.context import HiddenValues
 from autograder.hidden import quality
 from autograder.inprocess import REFERENCE
+from autograder.record import build_fixtures
 from autograder.registry import TestFailure
 from autograder.worker.probes import quality as probes
 
@@ -60,17 +61,51 @@ def test_probe_scores_every_token_of_a_text_longer_than_the_context_once(run_dir
     assert reply["nll"] == pytest.approx(expected, rel=1e-5)
 
 
-def context(submission_dir, fixtures, board):
-    def call(probe, **kwargs):
-        return probes.checkpoint_nll(REFERENCE, **kwargs) if probe == "quality.checkpoint_nll" else None
+TEST_ID = "quality.checkpoint_perplexity"
 
-    return types.SimpleNamespace(fixtures=fixtures, submission_dir=submission_dir, call=call,
-                                 leaderboard=lambda *entry: board.append(entry))
+
+class Context(HiddenValues):
+    """What the judge gives the quality test: the stored hidden test text (None: no corpus at build time), the
+    submission directory, the checkpoint probe (run in this process) and the leaderboard."""
+
+    def __init__(self, submission_dir, text: str | None, board: list):
+        self.fixtures = {f"{TEST_ID}/test_text": text}
+        self.seed = 0
+        self.submission_dir = submission_dir
+        self.board = board
+        self.start_test(TEST_ID)
+
+    def call(self, probe, **kwargs):
+        assert probe == "quality.checkpoint_nll", probe
+        return probes.checkpoint_nll(REFERENCE, **kwargs)
+
+    def leaderboard(self, *entry):
+        self.board.append(entry)
+
+
+def test_fixtures_draw_an_excerpt_of_the_test_split_that_starts_at_a_speech():
+    from data import prepare
+
+    fixtures = build_fixtures(7, ["quality"])
+    assert list(fixtures) == [f"{TEST_ID}/test_text"]
+    text = fixtures[f"{TEST_ID}/test_text"]
+    try:
+        test_split = prepare.split_plays(prepare.shakespeare_plays())["test"]
+    except prepare.CorpusError:
+        assert text is None
+        return
+    assert len(text) == quality.QUALITY_CHARACTERS and ("\n\n" + text) in test_split
+    assert build_fixtures(7, ["quality"]) == fixtures
+
+
+def test_judge_reports_a_build_without_test_text_as_not_configured(tmp_path):
+    with pytest.raises(TestFailure, match="not configured"):
+        quality.test_checkpoint_perplexity(Context(tmp_path, None, []))
 
 
 def test_judge_reports_the_perplexity_on_the_leaderboard_and_applies_the_threshold(run_dir, monkeypatch):
     board = []
-    ctx = context(run_dir.parent.parent, {"quality/test_text": TEXT[:600]}, board)
+    ctx = Context(run_dir.parent.parent, TEXT[:600], board)
     assert quality.find_run_directory(run_dir.parent.parent) == run_dir
     monkeypatch.setattr(quality, "MAX_PERPLEXITY_PER_CHARACTER", 1e6)
     quality.test_checkpoint_perplexity(ctx)
@@ -82,6 +117,6 @@ def test_judge_reports_the_perplexity_on_the_leaderboard_and_applies_the_thresho
 
 
 def test_judge_explains_a_missing_run_directory(tmp_path):
-    ctx = context(tmp_path, {"quality/test_text": "x" * 100}, [])
+    ctx = Context(tmp_path, "x" * 100, [])
     with pytest.raises(TestFailure, match="no checkpoint submitted"):
         quality.test_checkpoint_perplexity(ctx)

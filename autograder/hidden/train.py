@@ -2,7 +2,9 @@
 checkpoint, resuming).
 
 The probes train a tiny one-hot -> Dense model defined by the grader, so only train.py is under test here. The
-TensorBoard logs are written by given code (`fit`), so no test reads them back.
+TensorBoard logs are written by given code (`fit`), so no test reads them back. Hidden inputs (token ids, logits,
+checkpoint scenarios) are drawn here and the expected losses of hidden logits come from the numpy oracle in
+`oracles.py`; both are recorded when the fixtures are built.
 """
 
 from __future__ import annotations
@@ -14,26 +16,57 @@ from .common import as_array, close, expect_dict, expect_number
 from .oracles import sequence_loss
 
 PART = "train"
+VOCAB_SIZE = 13
+"""Vocabulary of the probes' tiny model, and the range of every hidden token id of its inputs and labels."""
+LOSS_SHAPES = ((2, 5, 7), (1, 1, 3), (3, 4, 11))
+"""(B, T, V) of the hidden sequence_loss cases."""
+LEARNING_RATE = 0.5
+CLIP_NORM = 1e-2
+EVAL_BATCH_SIZE = 3
+
+
+def _token_ids(ctx, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Hidden int32 token ids of `shape`, uniform over the tiny model's vocabulary."""
+    return ctx.hidden(key, lambda: ctx.rng.integers(0, VOCAB_SIZE, shape).astype(np.int32))
 
 
 @hidden_test("sequence_loss equals the mean token cross-entropy and perplexity = exp(loss)", PART, 1.0)
 def test_sequence_loss(ctx) -> None:
-    for i in range(ctx.fixtures["train/loss_cases"]):
-        labels, logits = ctx.fixtures[f"train/loss/{i}/labels"], ctx.fixtures[f"train/loss/{i}/logits"]
+    for i, (b, t, v) in enumerate(LOSS_SHAPES):
+        labels = ctx.hidden(f"labels/{i}", lambda b=b, t=t, v=v: ctx.rng.integers(0, v, (b, t)).astype(np.int32))
+        logits = ctx.hidden(f"logits/{i}", lambda b=b, t=t, v=v: ctx.rng.normal(0.0, 3.0, (b, t, v)).astype(
+            np.float32))
+        expected = ctx.expected(f"loss/{i}", lambda labels=labels, logits=logits: sequence_loss(labels, logits))
         what = f"sequence_loss(labels {list(labels.shape)}, logits {list(logits.shape)})"
         reply = expect_dict(ctx.call("train.sequence_loss", labels=labels, logits=logits), ("loss", "perplexity"), what)
         loss = expect_number(reply["loss"], what)
-        close(np.float64(loss), np.float64(sequence_loss(labels, logits)), what, 1e-5, 1e-5)
+        close(np.float64(loss), np.float64(expected), what, 1e-5, 1e-5)
         close(np.float64(expect_number(reply["perplexity"], f"perplexity of {what}")), np.exp(loss),
               "perplexity(loss)", 1e-4, 1e-5)
 
 
-def _train_step(ctx, clip_norm):
-    fx = ctx.fixtures
+def _suitable_batch(batch: np.ndarray, seed: int) -> np.ndarray:
+    """`batch` (inputs and labels [4, 6], stacked) if one SGD step of the reference lowers its loss, with and without
+    clipping, and its gradient norm is well above CLIP_NORM (so that clipping changes the update); build time only."""
+    from ..inprocess import REFERENCE
+    from ..worker.probes.train import train_step
+
+    for clip_norm in (None, CLIP_NORM):
+        reply = train_step(REFERENCE, vocab_size=VOCAB_SIZE, seed=seed, inputs=batch[0], labels=batch[1],
+                           learning_rate=LEARNING_RATE, clip_norm=clip_norm)
+        if not (reply["grad_norm"] > 10 * CLIP_NORM and reply["loss_after"] < reply["loss_before"] - 1e-3):
+            raise RuntimeError("the hidden training batch is unsuitable (gradient too small or loss not lowered); "
+                               "rebuild with another seed")
+    return batch
+
+
+def _train_step(ctx, clip_norm: float | None) -> tuple[dict, dict[str, float], str]:
+    batch = ctx.hidden("batch", lambda: _suitable_batch(
+        ctx.rng.integers(0, VOCAB_SIZE, (2, 4, 6)).astype(np.int32), ctx.seed))
     what = "train_step(model, SGD, inputs, labels" + ("" if clip_norm is None else ", clip_norm=...") + ")"
     reply = expect_dict(ctx.call(
-        "train.train_step", vocab_size=fx["train/vocab_size"], seed=ctx.seed, inputs=fx["train/inputs"],
-        labels=fx["train/labels"], learning_rate=fx["train/learning_rate"], clip_norm=clip_norm,
+        "train.train_step", vocab_size=VOCAB_SIZE, seed=ctx.seed, inputs=batch[0], labels=batch[1],
+        learning_rate=LEARNING_RATE, clip_norm=clip_norm,
     ), ("loss_before", "loss_after", "reported_loss", "reported_grad_norm", "grad_norm", "update_norm", "changes",
         "names"), what)
     numbers = {k: expect_number(reply[k], f"{k} of {what}") for k in
@@ -60,24 +93,23 @@ def test_train_step(ctx) -> None:
 
 @hidden_test("train_step with clip_norm clips the gradients by their global norm", PART, 1.0)
 def test_train_step_clipping(ctx) -> None:
-    clip = ctx.fixtures["train/clip_norm"]
-    _, n, what = _train_step(ctx, clip)
+    _, n, what = _train_step(ctx, CLIP_NORM)
     close(np.float64(n["reported_grad_norm"]), np.float64(n["grad_norm"]),
           f"{what}['grad_norm'] (global norm before clipping)", 1e-5, 1e-4)
-    close(np.float64(n["update_norm"]), np.float64(ctx.fixtures["train/learning_rate"] * clip),
+    close(np.float64(n["update_norm"]), np.float64(LEARNING_RATE * CLIP_NORM),
           f"{what}: global norm of the SGD update (learning_rate * clip_norm after clipping)", 1e-6, 1e-3)
 
 
 @hidden_test("evaluate returns the token-weighted mean loss over all batches and perplexity = exp(loss)", PART, 1.0)
 def test_evaluate(ctx) -> None:
-    fx = ctx.fixtures
-    inputs, labels, batch = fx["train/eval_inputs"], fx["train/eval_labels"], fx["train/eval_batch_size"]
+    inputs, labels = _token_ids(ctx, "inputs", (7, 5)), _token_ids(ctx, "labels", (7, 5))
+    batch = EVAL_BATCH_SIZE
     for max_batches in (None, 1):
         what = f"evaluate(model, dataset of batches of {batch} with a smaller last batch, max_batches={max_batches})"
-        reply = expect_dict(ctx.call("train.evaluate", vocab_size=fx["train/vocab_size"], seed=ctx.seed,
+        reply = expect_dict(ctx.call("train.evaluate", vocab_size=VOCAB_SIZE, seed=ctx.seed,
                                      inputs=inputs, labels=labels, batch_size=batch, max_batches=max_batches),
                             ("loss", "perplexity", "logits"), what)
-        logits = as_array(reply["logits"], "model logits", "f", inputs.shape + (fx["train/vocab_size"],))
+        logits = as_array(reply["logits"], "model logits", "f", inputs.shape + (VOCAB_SIZE,))
         n = len(inputs) if max_batches is None else batch * max_batches
         loss = expect_number(reply["loss"], f"loss of {what}")
         close(np.float64(loss), np.float64(sequence_loss(labels[:n], logits[:n])), f"loss of {what}", 1e-5, 1e-5)
@@ -86,11 +118,6 @@ def test_evaluate(ctx) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
-def _scenario_rng(ctx, stream: int) -> np.random.Generator:
-    """The random source of one checkpoint scenario, derived from the fixture seed."""
-    return np.random.default_rng([int(ctx.seed), 5, stream])
-
-
 def schedule_scenario(rng: np.random.Generator) -> dict:
     """A run of maybe_save calls whose saves follow from arithmetic.
 
@@ -128,14 +155,14 @@ def expected_saves(checkpoint_every: int, checkpoint_minutes: float, advances: l
 
 @hidden_test("checkpoint policy saves every N steps and every N minutes and keeps N", PART, 1.0)
 def test_checkpoint_schedule(ctx) -> None:
-    scenario = schedule_scenario(_scenario_rng(ctx, 1))
+    scenario = ctx.hidden("scenario", lambda: schedule_scenario(ctx.rng))
     every, steps = scenario["checkpoint_every"], len(scenario["advances"])
     saved, by_clock = expected_saves(every, scenario["checkpoint_minutes"], scenario["advances"])
     assert sum(by_clock) >= 2, "the scenario must have saves due to the clock alone"
     what = (f"CheckpointPolicy(max_to_keep={scenario['max_to_keep']}, checkpoint_every={every}, checkpoint_minutes, "
             f"fake clock) and maybe_save at steps 1 to {steps}")
-    reply = expect_dict(ctx.call("train.checkpoint_schedule", vocab_size=ctx.fixtures["train/vocab_size"],
-                                 seed=ctx.seed, **scenario), ("saved", "kept"), what)
+    reply = expect_dict(ctx.call("train.checkpoint_schedule", vocab_size=VOCAB_SIZE, seed=ctx.seed, **scenario),
+                        ("saved", "kept"), what)
     answers = reply["saved"]
     if not isinstance(answers, list) or len(answers) != steps or not all(isinstance(a, bool) for a in answers):
         raise TestFailure(f"{what}: the worker returned an unexpected reply.")
@@ -164,11 +191,11 @@ def best_scenario(rng: np.random.Generator) -> list[float]:
 
 @hidden_test("save_best saves only on a strict improvement", PART, 1.0)
 def test_save_best(ctx) -> None:
-    losses = best_scenario(_scenario_rng(ctx, 2))
+    losses = ctx.hidden("losses", lambda: best_scenario(ctx.rng))
     expected = [loss < min(losses[:i], default=np.inf) for i, loss in enumerate(losses)]
     what = f"save_best(loss) called {len(losses)} times at steps 1, 2, ..."
-    reply = expect_dict(ctx.call("train.checkpoint_best", vocab_size=ctx.fixtures["train/vocab_size"], seed=ctx.seed,
-                                 losses=losses), ("answers", "best_loss", "best", "regular"), what)
+    reply = expect_dict(ctx.call("train.checkpoint_best", vocab_size=VOCAB_SIZE, seed=ctx.seed, losses=losses),
+                        ("answers", "best_loss", "best", "regular"), what)
     answers = reply["answers"]
     if not isinstance(answers, list) or len(answers) != len(losses):
         raise TestFailure(f"{what}: the worker returned an unexpected reply.")
@@ -195,14 +222,13 @@ def _same_arrays(actual, expected, what: str, atol: float = 0.0) -> None:
 
 @hidden_test("restore resumes model, optimizer and step exactly", PART, 1.5)
 def test_restore(ctx) -> None:
-    rng = _scenario_rng(ctx, 3)
-    vocab = ctx.fixtures["train/vocab_size"]
-    steps = int(rng.integers(2, 5))
-    inputs, labels = (rng.integers(0, vocab, (steps + 1, 3, 5)).astype(np.int32) for _ in range(2))
+    steps = ctx.hidden("steps", lambda: int(ctx.rng.integers(2, 5)))
+    inputs, labels = (_token_ids(ctx, key, (steps + 1, 3, 5)) for key in ("inputs", "labels"))
+    learning_rate = ctx.hidden("learning_rate", lambda: float(ctx.rng.uniform(0.01, 0.05)))
     what = ("restore() of a checkpoint saved after a few Adam updates, into a fresh unbuilt model, a fresh Adam and a "
             "fresh data iterator")
-    reply = expect_dict(ctx.call("train.checkpoint_restore", vocab_size=vocab, seed=ctx.seed, inputs=inputs,
-                                 labels=labels, learning_rate=float(rng.uniform(0.01, 0.05)), steps=steps),
+    reply = expect_dict(ctx.call("train.checkpoint_restore", vocab_size=VOCAB_SIZE, seed=ctx.seed, inputs=inputs,
+                                 labels=labels, learning_rate=learning_rate, steps=steps),
                         ("returned", "step", "iterations", "next_item", "saved", "restored", "continued", "resumed"),
                         what)
     if reply["returned"] != steps:

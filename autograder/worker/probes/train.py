@@ -35,7 +35,7 @@ def _loss(model, x, y) -> float:
 
 @probe("train.sequence_loss")
 def sequence_loss(sub, labels: np.ndarray, logits: np.ndarray) -> dict:
-    """{"loss": float} of sequence_loss(labels [B, T], logits [B, T, V])."""
+    """{"loss": float, "perplexity": float}: sequence_loss(labels [B, T], logits [B, T, V]) and perplexity(loss)."""
     import tensorflow as tf
 
     train = sub.module("train")

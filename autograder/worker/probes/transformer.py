@@ -1,4 +1,4 @@
-"""Probes for part 4 (transformer.py): mask, attention, positional encoding, multi-head layer and the full model."""
+"""Probes for part 4 (transformer.py): attention on tensors, the multi-head layer and the full model."""
 
 from __future__ import annotations
 
@@ -6,13 +6,6 @@ import numpy as np
 
 from .common import assign_weights, error_name, seed_everything, to_numpy
 from .registry import probe
-
-
-@probe("transformer.causal_mask")
-def causal_mask(sub, sizes: list) -> dict:
-    """{"masks": [causal_mask(T) for T in sizes]}."""
-    transformer = sub.module("transformer")
-    return {"masks": [to_numpy(transformer.causal_mask(int(t))) for t in sizes]}
 
 
 @probe("transformer.attention")
@@ -26,13 +19,6 @@ def attention(sub, q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray
         tf.constant(q, tf.float32), tf.constant(k, tf.float32), tf.constant(v, tf.float32), m
     )
     return {"output": to_numpy(output), "weights": to_numpy(weights)}
-
-
-@probe("transformer.positional_encoding")
-def positional_encoding(sub, cases: list) -> dict:
-    """{"encodings": [positional_encoding(length, d_model) for (length, d_model) in cases]}."""
-    transformer = sub.module("transformer")
-    return {"encodings": [to_numpy(transformer.positional_encoding(int(n), int(d))) for n, d in cases]}
 
 
 @probe("transformer.mha_forward")
