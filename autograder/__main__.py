@@ -27,7 +27,7 @@ import traceback
 import zipfile
 from pathlib import Path
 
-from .parts import NAMES
+from autograder.parts import NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = NAMES
@@ -45,13 +45,13 @@ def _add_fixtures(p: argparse.ArgumentParser) -> None:
 
 
 def run_fixtures(args: argparse.Namespace) -> int:
-    from .runner import KERNEL_ENVIRONMENT
+    from autograder.judge.runner import KERNEL_ENVIRONMENT
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.update(KERNEL_ENVIRONMENT)  # before TensorFlow is imported
-    from . import fixture_files
-    from .parts import WITH_FIXTURES
-    from .record import build_fixtures
+    from autograder.build.record import build_fixtures
+    from autograder.judge import fixture_files
+    from autograder.parts import WITH_FIXTURES
 
     seed = secrets.randbelow(2**31 - 1) if args.seed is None else args.seed
     parts = list(args.parts or WITH_FIXTURES)
@@ -68,7 +68,7 @@ def run_fixtures(args: argparse.Namespace) -> int:
 
 def ensure_fixtures(fixtures_dir: Path, parts: list[str] | None) -> None:
     """Build fixtures (in a subprocess, which imports TensorFlow and the reference) when none exist yet."""
-    from . import fixture_files
+    from autograder.judge import fixture_files
 
     if fixture_files.exists(fixtures_dir):
         return
@@ -95,7 +95,7 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
 def run_grade(args: argparse.Namespace) -> int:
     """Exit status 0 when the submission was graded (whatever its score), 1 when it could not be (no modules, an
     unreadable zip, a worker that cannot start, an internal error): results.json then says why."""
-    from .judge import format_summary, grade
+    from autograder.judge import format_summary, grade
 
     fixtures = args.fixtures or _default_fixtures()
     try:
@@ -122,7 +122,7 @@ def run_grade(args: argparse.Namespace) -> int:
 
 def _write_error(path: Path | None, message: str, status: str) -> int:
     """Write the results of a run that could not grade (score 0, the reason shown); returns the exit status 1."""
-    from .judge import error_results
+    from autograder.judge import error_results
 
     print(f"grade: {message}", file=sys.stderr)
     if path is not None:
@@ -135,7 +135,7 @@ def _write_error(path: Path | None, message: str, status: str) -> int:
 
 def _unpacked(submission: Path, scratch: Path) -> Path:
     """`submission` itself, or where its zip (given directly, or alone in the folder) was safely extracted."""
-    from .runner import MAX_SUBMISSION_BYTES
+    from autograder.judge.runner import MAX_SUBMISSION_BYTES
 
     archive = submission if submission.is_file() and submission.suffix == ".zip" else None
     if archive is None and submission.is_dir() and not any(submission.glob("*.py")):
@@ -201,7 +201,7 @@ def prepare_worker_user(name: str) -> str | None:
         if made.returncode != 0:
             return f"could not create the worker user {name}: {made.stderr.strip() or 'useradd failed'}"
         print(f"created the worker user {name} (system user, no home, no login shell)", file=sys.stderr)
-    from .runner import can_run, resolve_user
+    from autograder.judge.runner import can_run, resolve_user
 
     if not can_run(resolve_user(name), sys.executable):
         return (f"the worker user {name} cannot run {sys.executable}: install the requirements in a virtual "
@@ -251,7 +251,7 @@ def _round(value: float) -> float:
 def _sweep(user: str | None) -> None:
     """Kill what a stopped grading's worker left running as its job's user."""
     if user is not None:
-        from .runner import hold_worker_user, resolve_user
+        from autograder.judge.runner import hold_worker_user, resolve_user
 
         with hold_worker_user(resolve_user(user)):
             pass
@@ -315,7 +315,7 @@ def _add_build(p: argparse.ArgumentParser) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from .build import build_zip
+    from autograder.build.package import build_zip
 
     names = build_zip(args.out)
     print(f"wrote {args.out} ({len(names)} files): upload it as the Gradescope autograder")
@@ -324,13 +324,13 @@ def run_build(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------------- selfcheck
 def _add_selfcheck(p: argparse.ArgumentParser) -> None:
-    from .selfcheck import add_arguments
+    from autograder.qa.selfcheck import add_arguments
 
     add_arguments(p)
 
 
 def run_selfcheck(args: argparse.Namespace) -> int:
-    from .selfcheck import run
+    from autograder.qa.selfcheck import run
 
     return run(args)
 
@@ -345,9 +345,9 @@ def main(argv: list[str] | None = None) -> int:
          run_fixtures),
     ]
     # Staff commands, offered only where their modules exist (they are not in the Gradescope zip).
-    if importlib.util.find_spec(f"{__package__}.build") is not None:
+    if importlib.util.find_spec("autograder.build.package") is not None:
         commands.append(("build", "build the Gradescope autograder zip", _add_build, run_build))
-    if importlib.util.find_spec(f"{__package__}.selfcheck") is not None:
+    if importlib.util.find_spec("autograder.qa.selfcheck") is not None:
         commands.append(("selfcheck", "grade the reference, the stencil, alternatives and mutants; print the kill "
                          "matrix", _add_selfcheck, run_selfcheck))
     for name, help_text, add_arguments, run in commands:

@@ -1,4 +1,4 @@
-"""Whole grading runs of adversarial submissions (autograder/adversarial) through `python -m autograder grade`.
+"""Whole grading runs of adversarial submissions (autograder/qa/adversarial) through `python -m autograder grade`.
 
 The kit is copied into a root-only directory (as setup.sh leaves /autograder/source on Gradescope) with fixtures built
 there, and every submission is graded by the CLI, which calls `judge.grade` and writes results.json. When the tests
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder.adversarial import ADVERSARIES, Adversary
-from autograder.mutants import write_submission
-from autograder.registry import DEFAULT_TIMEOUT
+from autograder.judge.registry import DEFAULT_TIMEOUT
+from autograder.qa.adversarial import ADVERSARIES, Adversary
+from autograder.qa.mutants import write_submission
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 4321
@@ -153,7 +153,7 @@ def graded(kit, tmp_path_factory):
 @pytest.fixture(scope="module")
 def secrets(kit) -> list[str]:
     """Strings that only the hidden side knows: slices of the fixture texts and lines of the hidden tests' code."""
-    from autograder import fixture_files
+    from autograder.judge import fixture_files
 
     kit_dir, _, _ = kit
     fixtures, _ = fixture_files.load(kit_dir / "dist" / "fixtures")
@@ -166,7 +166,7 @@ def secrets(kit) -> list[str]:
 
     texts = [t for key, value in fixtures.items() if key.startswith("preprocess.") for t in strings(value)]
     found = [t[i : i + 24] for t in texts for i in range(0, max(len(t) - 24, 1), 97) if len(t[i : i + 24].strip()) > 16]
-    for path in (ROOT / "autograder" / "hidden").glob("*.py"):
+    for path in (ROOT / "autograder" / "judge" / "hidden").glob("*.py"):
         found += [line.strip() for line in path.read_text().splitlines() if "ctx.fixtures[" in line
                   and len(line.strip()) > 30]
     assert len(found) > 50

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autograder import fixture_files, judge
-from autograder.audit import audit_source
-from autograder.runner import Limits
+from autograder import judge
+from autograder.judge import fixture_files
+from autograder.judge.audit import audit_source
+from autograder.judge.runner import Limits
 from autograder.worker import protocol
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ def make_windows(ids, context_length, stride=None):
 
 @pytest.fixture(scope="module")
 def fixtures_dir(tmp_path_factory) -> Path:
-    from autograder.record import build_fixtures
+    from autograder.build.record import build_fixtures
 
     parts = ["preprocess", "samplers"]
     out = tmp_path_factory.mktemp("fixtures")
@@ -336,7 +337,7 @@ def test_reference_passes_the_audit() -> None:
 
 # ---------------------------------------------------------------------------------------------------- structure
 def test_judge_imports_neither_tensorflow_nor_the_submission() -> None:
-    code = ("import sys, autograder.judge, autograder.hidden, autograder.audit\n"
+    code = ("import sys, autograder.judge, autograder.judge.hidden, autograder.judge.audit\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'assignment', 'submission')]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
@@ -357,6 +358,59 @@ def test_worker_imports_only_worker_modules() -> None:
                 continue
             for name in names:
                 assert not name.startswith("autograder") or name.startswith("autograder.worker"), (path, name)
+
+
+def _imports(package_root: Path) -> dict[str, set[str]]:
+    """{module: modules of the same top-level package it imports (anywhere in the file)} for a package folder."""
+    graph: dict[str, set[str]] = {}
+    top = package_root.name
+    for path in package_root.rglob("*.py"):
+        parts = path.relative_to(package_root.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = ".".join(parts[:-1])
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                targets |= {target} | {f"{target}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+        graph[module] = {t for t in targets if t.split(".")[0] == top and t != module}
+    return graph
+
+
+def test_trust_zones_import_only_down_the_trust_order() -> None:
+    """judge/ never imports build/ or qa/; build/ never imports qa/ (the zip ships judge/ and build/, not qa/)."""
+    forbidden = {"autograder.judge": ("autograder.build", "autograder.qa"), "autograder.build": ("autograder.qa",)}
+    for module, targets in _imports(ROOT / "autograder").items():
+        for zone, banned in forbidden.items():
+            if module == zone or module.startswith(zone + "."):
+                bad = [t for t in targets if t.startswith(banned)]
+                assert not bad, (module, bad)
+
+
+@pytest.mark.parametrize("package", ["autograder"])
+def test_no_import_cycle(package: str) -> None:
+    graph = _imports(ROOT / package)
+    known = set(graph)
+    edges = {m: {t for t in targets if t in known} for m, targets in graph.items()}
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in edges[module]:
+            parent = module.rsplit(".", 1)[0]
+            if target == parent or module.startswith(target + "."):
+                continue  # a module importing its own package's __init__ is not a cycle of modules
+            assert state.get(target) != 1, f"import cycle: {' -> '.join(path + [module, target])}"
+            if target not in state:
+                visit(target, path + [module])
+        state[module] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [])
 
 
 def test_cli_grade_and_grade_all_survive_a_crashing_submission(tmp_path: Path, fixtures_dir: Path) -> None:
@@ -436,10 +490,9 @@ def test_build_zip_holds_what_gradescope_runs(tmp_path: Path) -> None:
         modes = {info.filename: (info.external_attr >> 16) & 0o777 for info in zf.infolist()}
         requirements = zf.read("requirements-gradescope.txt").decode()
     assert {"setup.sh", "run_autograder", "requirements-gradescope.txt", "autograder/points.json",
-            "autograder/judge.py", "autograder/worker/__main__.py", "autograder/fixtures.py",
+            "autograder/judge/__init__.py", "autograder/worker/__main__.py", "autograder/build/record.py",
             "assignment/preprocess.py", "data/prepare.py"} <= names
     assert modes["setup.sh"] & 0o111 and modes["run_autograder"] & 0o111
-    assert not [n for n in names if n.startswith(("tests/", "stencil/", "dist/", "autograder/alternatives/",
-                                                  "autograder/adversarial/")) or "mutants" in n
-                or n in ("autograder/selfcheck.py",) or n.endswith((".npz", ".pyc"))]
+    assert not [n for n in names if n.startswith(("tests/", "stencil/", "dist/", "autograder/qa/"))
+                or n in ("autograder/build/package.py",) or n.endswith((".npz", ".pyc"))]
     assert all("==" in line for line in requirements.splitlines() if line and not line.startswith("#"))

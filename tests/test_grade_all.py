@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder.adversarial import ADVERSARIES
-from autograder.mutants import write_submission
+from autograder.qa.adversarial import ADVERSARIES
+from autograder.qa.mutants import write_submission
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADING_PYTHON = os.environ.get("LMKIT_GRADING_PYTHON", sys.executable)

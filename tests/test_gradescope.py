@@ -147,7 +147,7 @@ def _failed(results: dict) -> list[dict]:
 
 def test_setup_leaves_the_judge_root_only_and_the_environment_runnable(gradescope: Gradescope) -> None:
     source = gradescope.root / "source"
-    for path in (source, source / "dist" / "fixtures", source / "autograder" / "judge.py"):
+    for path in (source, source / "dist" / "fixtures", source / "autograder" / "judge" / "__init__.py"):
         info = path.stat()
         assert info.st_uid == 0 and not info.st_mode & 0o077, path
     python = gradescope.root / "lmkit-venv" / "bin" / "python"
@@ -237,7 +237,7 @@ def test_every_shipped_module_imports_from_the_unpacked_tree(gradescope: Gradesc
 
 
 def test_shipped_files_are_exactly_the_allow_list(autograder_zip: Path) -> None:
-    from autograder.build import SHIPPED
+    from autograder.build.package import SHIPPED
 
     with zipfile.ZipFile(autograder_zip) as archive:
         names = set(archive.namelist())

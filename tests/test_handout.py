@@ -147,6 +147,6 @@ def test_points_table_matches_the_autograder_configuration():
 
 
 def test_grading_limits_in_the_handout_are_the_autograders():
-    from autograder.runner import Limits
+    from autograder.judge.runner import Limits
 
     assert f"may hold {Limits().memory_mb} MB of its own" in " ".join(HANDOUT.split())

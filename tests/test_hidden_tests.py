@@ -1,4 +1,4 @@
-"""Kit tests of the autograder's hidden test content (autograder/hidden, autograder/worker/probes, fixtures).
+"""Kit tests of the autograder's hidden test content (autograder/judge/hidden, autograder/worker/probes).
 
 Probes run in-process against the reference package `assignment` through a fake Context that passes arguments and
 replies through a plain-data check (what the real worker protocol allows), so each hidden test can be run exactly as
@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autograder import fixtures as fixtures_module
-from autograder.hidden import oracles
-from autograder.hidden import preprocess as hidden_preprocess
-from autograder.hidden.samplers import ALPHA, MIN_EXPECTED, NUM_DRAWS
-from autograder.inprocess import REFERENCE, InProcessContext
-from autograder.record import build_fixtures
-from autograder.registry import ALL_TESTS
-from autograder.registry import TestFailure as Failure
+from autograder.build import fixtures as fixtures_module
+from autograder.build.inprocess import REFERENCE, InProcessContext
+from autograder.build.record import build_fixtures
+from autograder.judge.hidden import oracles
+from autograder.judge.hidden import preprocess as hidden_preprocess
+from autograder.judge.hidden.samplers import ALPHA, MIN_EXPECTED, NUM_DRAWS
+from autograder.judge.registry import ALL_TESTS
+from autograder.judge.registry import TestFailure as Failure
 
 SEED = 1234
 TEST_IDS = {t.id for t in ALL_TESTS}
@@ -163,7 +163,7 @@ def test_every_part_has_tests_with_positive_weights() -> None:
 # ---------------------------------------------------------------------------------------------------- samplers
 def test_sampler_design_detects_the_classic_bugs(fixtures: dict) -> None:
     """Analytic power from the stored design, confirmed by simulating the judge's test on multinomial counts."""
-    from autograder.hidden.common import goodness_of_fit
+    from autograder.judge.hidden.common import goodness_of_fit
 
     rng = np.random.default_rng(0)
     logits = fixtures["samplers/draw_logits"]

@@ -15,9 +15,10 @@ from collections.abc import Callable
 
 import pytest
 
-from autograder import inprocess
-from autograder.alternatives import ALTERNATIVES
-from autograder.mutants import (
+from autograder.build import inprocess
+from autograder.parts import GRADED
+from autograder.qa.alternatives import ALTERNATIVES
+from autograder.qa.mutants import (
     MODULE_PARTS,
     REFERENCE_DIR,
     Edit,
@@ -27,7 +28,6 @@ from autograder.mutants import (
     all_mutants,
     write_submission,
 )
-from autograder.parts import GRADED
 
 MUTANTS = all_mutants()
 GRADED_PARTS = GRADED
@@ -36,7 +36,7 @@ GRADED_PARTS = GRADED
 @pytest.fixture(scope="module")
 def fixtures_for() -> Callable[[tuple[str, ...]], dict]:
     """fixtures_for(parts): the fixtures of these parts, each part built once for the whole module."""
-    from autograder.record import build_fixtures
+    from autograder.build.record import build_fixtures
 
     built: dict[str, dict] = {}
 

@@ -1,0 +1,298 @@
+"""Correct solutions written differently from the reference; every one must get full marks.
+
+They guard against hidden tests that accept only the reference's way of writing things (the same operations in the
+same order, bit-identical rounding, the same sort). Each alternative replaces student-written functions of one or
+more modules, with the same `Edit` machinery as the mutants.
+"""
+
+from __future__ import annotations
+
+from autograder.qa.mutants import Alternative, Edit
+
+EINSUM_ATTENTION = Alternative(
+    "einsum-attention",
+    "transformer: einsum attention with -inf masking, band_part causal mask, heads projected straight to "
+    "[B, H, T, hd], the cache written by tensor_scatter_nd_update, positional encoding by parity of the dimension",
+    (
+        Edit("transformer", "causal_mask", replacement='''
+            def causal_mask(length):
+                return tf.cast(tf.linalg.band_part(tf.ones([length, length], tf.int32), -1, 0), tf.bool)
+        '''),
+        Edit("transformer", "scaled_dot_product_attention", replacement='''
+            def scaled_dot_product_attention(q, k, v, mask=None):
+                q, k, v = (tf.convert_to_tensor(t, dtype_hint=tf.float32) for t in (q, k, v))
+                scores = tf.einsum("...qd,...kd->...qk", q * tf.math.rsqrt(tf.cast(tf.shape(q)[-1], q.dtype)), k)
+                if mask is not None:
+                    scores = tf.where(tf.cast(mask, tf.bool), scores, float("-inf"))
+                weights = keras.ops.softmax(scores, axis=-1)
+                return tf.einsum("...qk,...kd->...qd", weights, v), weights
+        '''),
+        Edit("transformer", "positional_encoding", replacement='''
+            def positional_encoding(length, d_model):
+                dims = tf.range(d_model)
+                rates = tf.pow(tf.constant(10000.0, tf.float64), -tf.cast(2 * (dims // 2), tf.float64) / d_model)
+                angles = tf.cast(tf.range(length), tf.float64)[:, None] * rates[None, :]
+                return tf.cast(tf.where(dims % 2 == 0, tf.sin(angles), tf.cos(angles)), tf.float32)
+        '''),
+        Edit("transformer", "split_heads", replacement='''
+            def split_heads(x):
+                return tf.einsum("bthk->bhtk", x)
+        '''),
+        Edit("transformer", "merge_heads", replacement='''
+            def merge_heads(x):
+                return tf.einsum("bhtk->bthk", x)
+        '''),
+        Edit("transformer", "MultiHeadSelfAttention.call", replacement='''
+            def call(self, x, cache=None, start=0, training=False):
+                def project(name):
+                    kernel, bias = getattr(self, f"{name}_kernel"), getattr(self, f"{name}_bias")
+                    return tf.einsum("btd,dhk->bhtk", x, kernel) + bias[None, :, None, :]
+
+                def write(old, new, positions):  # scatter along time, moved to the front
+                    updated = tf.tensor_scatter_nd_update(tf.transpose(old, [2, 0, 1, 3]), positions[:, None],
+                                                          tf.transpose(new, [2, 0, 1, 3]))
+                    return tf.transpose(updated, [1, 2, 0, 3])
+
+                q, k, v = project("query"), project("key"), project("value")
+                query_positions = tf.range(tf.shape(x)[1])
+                if cache is not None:
+                    query_positions += start
+                    k = write(cache["key"], k, query_positions)
+                    v = write(cache["value"], v, query_positions)
+                mask = tf.range(tf.shape(k)[2])[None, :] <= query_positions[:, None]
+                attended, _ = scaled_dot_product_attention(q, k, v, mask)
+                attended = self.dropout(attended, training=training)
+                y = tf.einsum("bhtk,hkd->btd", attended, self.output_kernel) + self.output_bias
+                return y if cache is None else (y, {"key": k, "value": v})
+        '''),
+        Edit("transformer", "TransformerBlock.call", replacement='''
+            def call(self, x, cache=None, start=0, training=False):
+                branch = self.attention(self.norm1(x), cache=cache, start=start, training=training)
+                new_cache = None
+                if cache is not None:
+                    branch, new_cache = branch
+                h = self.dropout(branch, training=training) + x
+                mlp = self.mlp_output(self.mlp_hidden(self.norm2(h)))
+                h = self.dropout(mlp, training=training) + h
+                return h if cache is None else (h, new_cache)
+        '''),
+    ),
+)
+
+MANUAL_RECURRENCE = Alternative(
+    "manual-recurrence",
+    "rnn/lstm: keras.ops cell equations with per-gate weight slices, and step() as an explicit loop over time that "
+    "calls the cell directly instead of keras.layers.RNN",
+    (
+        Edit("rnn", "RNNCell.call", replacement='''
+            def call(self, inputs, states):
+                (h,) = state_list(states, 1)
+                pre_activation = keras.ops.add(keras.ops.dot(inputs, self.kernel), self.bias)
+                h_next = keras.ops.tanh(pre_activation + keras.ops.dot(h, self.recurrent_kernel))
+                return h_next, [h_next]
+        '''),
+        Edit("rnn", "RecurrentLanguageModel.step", replacement='''
+            def step(self, tokens, state=None):
+                tokens = self._check_tokens(tokens)
+                state = self.zero_state(tf.shape(tokens)[0]) if state is None else self._check_state(state, tokens)
+                vectors = self.embedding(tokens)
+                cell = self.rnn.cell
+                if not cell.built:
+                    cell.build(vectors[:, 0].shape)
+                outputs = []
+                for t in range(tokens.shape[1]):
+                    out, state = cell(vectors[:, t], state)
+                    state = list(state) if isinstance(state, (list, tuple)) else [state]
+                    outputs.append(out)
+                return self.output_layer(tf.stack(outputs, axis=1)), state
+        '''),
+        Edit("lstm", "LSTMCell.call", replacement='''
+            def call(self, inputs, states):
+                h, c = state_list(states, 2)
+                n = self.units
+
+                def gate(index, activation):
+                    cols = slice(index * n, (index + 1) * n)
+                    z = (keras.ops.dot(inputs, self.kernel[:, cols]) + keras.ops.dot(h, self.recurrent_kernel[:, cols])
+                         + self.bias[cols])
+                    return activation(z)
+
+                i = gate(0, keras.ops.sigmoid)
+                f = gate(1, keras.ops.sigmoid)
+                g = gate(2, keras.ops.tanh)
+                o = gate(3, keras.ops.sigmoid)
+                c_next = keras.ops.add(keras.ops.multiply(f, c), keras.ops.multiply(i, g))
+                h_next = keras.ops.multiply(o, keras.ops.tanh(c_next))
+                return h_next, [h_next, c_next]
+        '''),
+    ),
+)
+
+SORT_FREE_SAMPLERS = Alternative(
+    "sort-free-samplers",
+    "samplers: top-k by counting strictly larger logits, top-p by pairwise mass strictly above (no sort), greedy as "
+    "the first index of the row maximum, temperature as a product with 1/t, generation as a while loop",
+    (
+        Edit("samplers", "greedy", replacement='''
+            def greedy(logits):
+                logits = _check_logits(logits)
+                is_max = tf.cast(logits >= tf.reduce_max(logits, axis=-1, keepdims=True), tf.int32)
+                return tf.argmax(is_max, axis=-1, output_type=tf.int32)
+        '''),
+        Edit("samplers", "apply_temperature", replacement='''
+            def apply_temperature(logits, temperature):
+                logits = _check_logits(logits)
+                if not temperature > 0.0:
+                    raise ValueError(f"temperature must be > 0, got {temperature!r}")
+                return logits * (1.0 / temperature)
+        '''),
+        Edit("samplers", "top_k_filter", replacement='''
+            def top_k_filter(logits, k):
+                logits = _check_logits(logits)
+                _check_k(k)
+                larger = tf.reduce_sum(tf.cast(logits[:, None, :] > logits[:, :, None], tf.int32), axis=-1)
+                return tf.where(larger < int(k), logits, float("-inf"))
+        '''),
+        Edit("samplers", "top_p_filter", replacement='''
+            def top_p_filter(logits, p):
+                logits = _check_logits(logits)
+                _check_p(p)
+                if p >= 1.0:
+                    return logits
+                probs = tf.nn.softmax(logits, axis=-1)
+                strictly_larger = tf.cast(logits[:, None, :] > logits[:, :, None], probs.dtype)  # [B, i, j]: l_j > l_i
+                mass_above = tf.reduce_sum(strictly_larger * probs[:, None, :], axis=-1)
+                return tf.where(mass_above < p, logits, float("-inf"))
+        '''),
+        Edit("samplers", "generate", replacement='''
+            def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0):
+                ids = tf.convert_to_tensor(prompt)
+                if ids.shape.rank not in (1, 2):
+                    raise ValueError(f"prompt must have shape [T0] or [B, T0], got shape {ids.shape}")
+                if ids.shape[-1] == 0:
+                    raise ValueError("prompt must hold at least one token, got an empty prompt")
+                if isinstance(max_new_tokens, bool) or int(max_new_tokens) != max_new_tokens or max_new_tokens < 0:
+                    raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+                batched = tf.cast(ids if ids.shape.rank == 2 else ids[None], tf.int32)
+                limit = getattr(model, "context_length", None)
+                s = 0
+                logits = state = None
+                length = 0
+                while s < max_new_tokens:
+                    if state is None:
+                        window = batched if limit is None else batched[:, -limit:]
+                        logits, state = model.step(window)
+                        length = window.shape[1]
+                    nxt = sample(logits[:, -1], temperature, top_k, top_p, seed=tf.constant([seed, s], tf.int64))
+                    batched = tf.concat([batched, nxt[:, None]], axis=1)
+                    s += 1
+                    if s == max_new_tokens:
+                        break
+                    if limit is not None and length >= limit:
+                        batched_tail = batched[:, -max(limit // 2, 1):]
+                        logits, state = model.step(batched_tail)
+                        length = batched_tail.shape[1]
+                    else:
+                        logits, state = model.step(nxt[:, None], state)
+                        length += 1
+                return batched if ids.shape.rank == 2 else batched[0]
+        '''),
+    ),
+)
+
+OTHER_TOKENIZER_AND_TRAINING = Alternative(
+    "other-tokenizer-and-training",
+    "preprocess/train: BPE with incremental counts but no heap, encode applying merges in learned order, windows by "
+    "sliding_window_view; loss by log_softmax and gather, manual global-norm clipping, evaluation by batch sums",
+    (
+        Edit("preprocess", "BPETokenizer.train", replacement='''
+            @classmethod
+            def train(cls, text, vocab_size):
+                if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size < 256:
+                    raise ValueError(f"vocab_size must be an int >= 256, got {vocab_size!r}")
+                chunks = Counter(pretokenize(text))
+                words = {tuple(chunk.encode("utf-8")): freq for chunk, freq in chunks.items()}
+                counts = Counter()
+                for word, freq in words.items():
+                    for pair in zip(word, word[1:]):
+                        counts[pair] += freq
+                merges = []
+                while 256 + len(merges) < vocab_size:
+                    counts = +counts  # drop pairs whose count fell to zero
+                    if not counts:
+                        break
+                    best_count = max(counts.values())
+                    best = min(pair for pair, count in counts.items() if count == best_count)
+                    new_id = 256 + len(merges)
+                    merges.append(best)
+                    for word in [w for w in words if any(p == best for p in zip(w, w[1:]))]:
+                        freq = words.pop(word)
+                        merged = tuple(merge_pair(list(word), best, new_id))
+                        for pair in zip(word, word[1:]):
+                            counts[pair] -= freq
+                        for pair in zip(merged, merged[1:]):
+                            counts[pair] += freq
+                        words[merged] = words.get(merged, 0) + freq
+                return cls(merges)
+        '''),
+        Edit("preprocess", "BPETokenizer.encode", replacement='''
+            def encode(self, text):
+                if not isinstance(text, str):
+                    raise TypeError(f"text must be a str, got {type(text).__name__}")
+                out = []
+                for chunk in pretokenize(text):
+                    ids = list(chunk.encode("utf-8"))
+                    for rank, pair in enumerate(self.merges):
+                        if len(ids) < 2:
+                            break
+                        ids = merge_pair(ids, pair, 256 + rank)
+                    out += ids
+                return out
+        '''),
+        Edit("preprocess", "make_windows", replacement='''
+            def make_windows(ids, context_length, stride=None):
+                stride = context_length if stride is None else stride
+                ids = np.asarray(ids)
+                if len(ids) < context_length + 1:
+                    raise ValueError(f"ids has {len(ids)} tokens, context_length={context_length} needs at least "
+                                     f"{context_length + 1}")
+                views = np.lib.stride_tricks.sliding_window_view(ids.astype(np.int32), context_length + 1)[::stride]
+                return views[:, :-1].copy(), views[:, 1:].copy()
+        '''),
+        Edit("train", "sequence_loss", replacement='''
+            def sequence_loss(labels, logits):
+                log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+                picked = tf.gather(log_probs, tf.cast(labels, tf.int32), axis=-1, batch_dims=2)
+                return -tf.reduce_sum(picked) / tf.cast(tf.size(picked), tf.float32)
+        '''),
+        Edit("train", "train_step", replacement='''
+            def train_step(model, optimizer, inputs, labels, clip_norm=None):
+                if clip_norm is not None and not clip_norm > 0:
+                    raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
+                variables = model.trainable_variables
+                with tf.GradientTape() as tape:
+                    loss = sequence_loss(labels, model(inputs, training=True))
+                grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+                grad_norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(g)) for g in grads]))
+                if clip_norm is not None:
+                    scale = tf.minimum(1.0, clip_norm / tf.maximum(grad_norm, 1e-12))
+                    grads = [g * scale for g in grads]
+                optimizer.apply_gradients(list(zip(grads, variables)))
+                return {"loss": loss, "grad_norm": grad_norm}
+        '''),
+        Edit("train", "evaluate", replacement='''
+            def evaluate(model, dataset, max_batches=None):
+                sums, counts = [], []
+                for index, (inputs, labels) in enumerate(dataset):
+                    if max_batches is not None and index >= max_batches:
+                        break
+                    n = int(tf.size(labels))
+                    sums.append(float(sequence_loss(labels, model(inputs, training=False))) * n)
+                    counts.append(n)
+                loss = sum(sums) / sum(counts)
+                return {"loss": loss, "perplexity": float(np.exp(loss))}
+        '''),
+    ),
+)
+
+ALTERNATIVES = [EINSUM_ATTENTION, MANUAL_RECURRENCE, SORT_FREE_SAMPLERS, OTHER_TOKENIZER_AND_TRAINING]
