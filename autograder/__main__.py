@@ -335,6 +335,14 @@ def run_selfcheck(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _exists(module: str) -> bool:
+    """Whether `module` can be imported (its package may be missing altogether, as qa/ is in the Gradescope zip)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -345,9 +353,9 @@ def main(argv: list[str] | None = None) -> int:
          run_fixtures),
     ]
     # Staff commands, offered only where their modules exist (they are not in the Gradescope zip).
-    if importlib.util.find_spec("autograder.build.package") is not None:
+    if _exists("autograder.build.package"):
         commands.append(("build", "build the Gradescope autograder zip", _add_build, run_build))
-    if importlib.util.find_spec("autograder.qa.selfcheck") is not None:
+    if _exists("autograder.qa.selfcheck"):
         commands.append(("selfcheck", "grade the reference, the stencil, alternatives and mutants; print the kill "
                          "matrix", _add_selfcheck, run_selfcheck))
     for name, help_text, add_arguments, run in commands:

@@ -14,6 +14,7 @@ venv="$root/lmkit-venv"
 python="${LMKIT_PYTHON:-/usr/bin/python3}"
 export DEBIAN_FRONTEND=noninteractive TF_CPP_MIN_LOG_LEVEL=2 PIP_DISABLE_PIP_VERSION_CHECK=1
 step() { echo "[setup ${SECONDS}s] $*"; }
+chmod go-rwx "$source_dir"  # the judge, the reference and (soon) the fixtures: root only from the start
 
 if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     step "installing python3 and python3-venv with apt"

@@ -75,6 +75,7 @@ class Gradescope:
 
     def setup(self, python: str) -> subprocess.CompletedProcess:
         source = self.root / "source"
+        source.mkdir(mode=0o700)  # as on Gradescope, the unpacked zip is root's alone
         with zipfile.ZipFile(self.zip) as archive:
             for info in archive.infolist():
                 archive.extract(info, source)

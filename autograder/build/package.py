@@ -23,7 +23,7 @@ scipy==1.15.3
 """
 SHIPPED = (
     "autograder/__init__.py", "autograder/__main__.py", "autograder/parts.py", "autograder/points.json",
-    "autograder/judge/", "autograder/worker/", "autograder/build/__init__.py", "autograder/build/fixtures.py",
+    "autograder/judge/", "autograder/worker/", "autograder/build/__init__.py",
     "autograder/build/inprocess.py", "autograder/build/record.py", "assignment/", "data/__init__.py",
     "data/prepare.py",
 )

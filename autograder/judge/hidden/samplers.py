@@ -3,16 +3,20 @@
 The goodness-of-fit tests draw NUM_DRAWS tokens from one set of logits (tiled to [NUM_DRAWS, V] and passed to the
 student's `sample` in a single call with one seed) and compare the counts with the exact distribution by a Pearson
 chi-square test at level ALPHA, after pooling cells with expected count below MIN_EXPECTED. Each test makes at most
-two comparisons, so a correct sampler fails a test with probability below 2 * ALPHA = 2e-7 < 1e-6. The build step
-(`autograder.build.fixtures`) only accepts hidden logits for which every classic bug (temperature multiplied instead of
-divided, softmax before temperature, k + 1 tokens kept, crossing token dropped, top-p before temperature) is detected
-with probability above 1 - 1e-9 at these sizes; the kit tests recompute that power.
+two comparisons, so a correct sampler fails a test with probability below 2 * ALPHA = 2e-7 < 1e-6. Each of these
+tests draws its own hidden logits and settings (`_draw_design`), accepted only when every classic bug (temperature
+multiplied instead of divided, softmax before temperature, k + 1 tokens kept, crossing token dropped, top-p before
+temperature) is detected with probability above 1 - 1e-9 at these sizes; the kit tests recompute that power.
+
+Hidden inputs are drawn here and expected values come from the numpy definitions in `oracles.py`; both are recorded
+when the fixtures are built.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from autograder.judge.hidden import oracles
 from autograder.judge.hidden.common import as_array, close, expect_dict, expect_error, expect_errors, goodness_of_fit
 from autograder.judge.registry import TestFailure, hidden_test
 
@@ -22,8 +26,137 @@ MIN_EXPECTED = 50.0
 SEED_DRAWS = 200
 
 PART = "samplers"
+BATCH_K = 4
+"""The k of the whole-batch top_k_filter call."""
+GREEDY_ROWS, GREEDY_VOCAB = 8, 13
+FILTER_ROWS, FILTER_VOCAB = 10, 12
+DESIGN_VOCAB = 10
+GENERATE_VOCAB = 11
 
 
+# ---------------------------------------------------------------------------------------------------- hidden inputs
+def _greedy_logits(rng: np.random.Generator, rows: int, vocab: int) -> np.ndarray:
+    """N(0, 2^2) logits [rows, vocab]; in the first half of the rows the maximum is tied with another token."""
+    logits = rng.normal(0.0, 2.0, (rows, vocab)).astype(np.float32)
+    for r in range(rows // 2):
+        top = int(np.argmax(logits[r]))
+        other = int(rng.choice([j for j in range(vocab) if j != top]))
+        logits[r, other] = logits[r, top]
+    return logits
+
+
+def _grid_logits(rng: np.random.Generator, rows: int, vocab: int) -> np.ndarray:
+    """Logits on a 0.5 grid, so that ties are frequent."""
+    return (rng.integers(-4, 7, (rows, vocab)) * 0.5).astype(np.float32)
+
+
+def _top_k_values(rng: np.random.Generator) -> list[int]:
+    """One k per row of the top-k logits: 1, V, V + 3, then random in [2, V)."""
+    return [1, FILTER_VOCAB, FILTER_VOCAB + 3] + [int(k) for k in rng.integers(2, FILTER_VOCAB, FILTER_ROWS - 3)]
+
+
+def _top_k_logits(rng: np.random.Generator, ks: list[int]) -> np.ndarray:
+    """Grid logits [len(ks), FILTER_VOCAB] with a tie exactly at the k-th logit in rows 3 to 5."""
+    logits = _grid_logits(rng, len(ks), FILTER_VOCAB)
+    for r in range(3, 6):
+        order = np.argsort(-logits[r], kind="stable")
+        logits[r, order[ks[r]]] = logits[r, order[ks[r] - 1]]
+    return logits
+
+
+def _gaps(logits: np.ndarray, min_gap: float) -> list[tuple[float, float]]:
+    """Consecutive levels of 'mass strictly above' at least 2 * min_gap apart, past the top token when possible."""
+    levels = np.unique(oracles.mass_strictly_above(logits))
+    gaps = [(lo, hi) for lo, hi in zip(levels[:-1], levels[1:], strict=False) if hi - lo >= 2 * min_gap]
+    return [(lo, hi) for lo, hi in gaps if lo > 0] or gaps
+
+
+def _mid_gap_p(logits: np.ndarray, rng: np.random.Generator, min_gap: float) -> float | None:
+    """A p half-way between two consecutive levels of 'mass strictly above', at least one token past the top."""
+    gaps = _gaps(logits, min_gap)
+    if not gaps:
+        return None
+    lo, hi = gaps[int(rng.integers(len(gaps)))]
+    return float((lo + hi) / 2)
+
+
+TOP_P_MIN_GAP = 2e-3
+"""Half the smallest distance between the mass levels around each hidden p of the top-p rows."""
+
+
+def _top_p_logits(rng: np.random.Generator) -> np.ndarray:
+    """Grid logits [FILTER_ROWS, FILTER_VOCAB]; every row after the first has a gap for its p (`_gaps`)."""
+    rows: list[np.ndarray] = []
+    while len(rows) < FILTER_ROWS:
+        row = _grid_logits(rng, 1, FILTER_VOCAB)[0]
+        if not rows or _gaps(row.astype(np.float64), TOP_P_MIN_GAP):
+            rows.append(row)
+    return np.stack(rows)
+
+
+def _top_p_values(rng: np.random.Generator, logits: np.ndarray) -> list[float]:
+    """One p per row of the top-p logits: 1, then half-way between two mass levels of the row."""
+    return [1.0] + [float(_mid_gap_p(row.astype(np.float64), rng, TOP_P_MIN_GAP)) for row in logits[1:]]
+
+
+def _margin(logits: np.ndarray, p: float) -> float:
+    return float(np.min(np.abs(oracles.mass_strictly_above(logits) - p)))
+
+
+def _batch_p(logits: np.ndarray) -> float:
+    """The p in 0.3, 0.31, ..., 0.9 farthest from every row's mass levels (at least 1e-3 away)."""
+    batch_p = max(np.linspace(0.3, 0.9, 61), key=lambda q: min(_margin(row, q) for row in logits))
+    if min(_margin(row, batch_p) for row in logits) < 1e-3:
+        raise RuntimeError("no batch p with a safe margin: rebuild with another seed")
+    return float(batch_p)
+
+
+def _draw_design(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Logits [DESIGN_VOCAB] and settings (temperature, top_k, top_p, seed) by name for the goodness-of-fit tests,
+    such that every classic bug is caught."""
+    for _ in range(2000):
+        logits = rng.normal(0.0, 1.3, DESIGN_VOCAB).astype(np.float32)
+        settings = {
+            "low_temperature": {"temperature": float(rng.uniform(0.45, 0.7)), "top_k": None, "top_p": None},
+            "high_temperature": {"temperature": float(rng.uniform(1.6, 2.5)), "top_k": None, "top_p": None},
+            "top_k": {"temperature": float(rng.uniform(0.6, 0.8)), "top_k": int(rng.integers(3, 6)), "top_p": None},
+        }
+        p = _mid_gap_p(logits.astype(np.float64), rng, 0.02)
+        t = float(rng.uniform(0.5, 0.7))
+        p_t = _mid_gap_p(logits.astype(np.float64) / t, rng, 0.02)
+        if p is None or p_t is None:
+            continue
+        settings["top_p"] = {"temperature": 1.0, "top_k": None, "top_p": p}
+        settings["temperature_top_p"] = {"temperature": t, "top_k": None, "top_p": p_t}
+        ok = oracles.softmax(logits).max() < 0.6
+        for s in settings.values():
+            probs = oracles.sampling_distribution(logits, s["temperature"], s["top_k"], s["top_p"])
+            mutants = oracles.mutant_distributions(logits, s["temperature"], s["top_k"], s["top_p"])
+            ok &= (probs > 0).sum() >= 3 and len(mutants) >= 2
+            miss = [oracles.miss_probability(probs, q, NUM_DRAWS, ALPHA, MIN_EXPECTED) for q in mutants.values()]
+            ok &= max(miss, default=1.0) < 1e-9
+        if ok:
+            for s in settings.values():
+                s["seed"] = int(rng.integers(0, 2**31 - 1))
+            return logits, settings
+    raise RuntimeError("no sampler design with enough power found: rebuild with another seed")
+
+
+def _design(ctx, configs: tuple[str, ...]) -> tuple[np.ndarray, dict]:
+    """The test's hidden design: the logits and the settings `configs` of one design drawn by `_draw_design`."""
+    drawn: list = []
+
+    def design() -> tuple[np.ndarray, dict]:
+        if not drawn:
+            drawn.extend(_draw_design(ctx.rng))
+        return drawn[0], drawn[1]
+
+    logits = ctx.hidden("logits", lambda: design()[0])
+    settings = ctx.hidden("settings", lambda: {name: design()[1][name] for name in configs})
+    return logits, settings
+
+
+# ---------------------------------------------------------------------------------------------------- tests
 def _ids(value, n: int, vocab_size: int, what: str) -> np.ndarray:
     ids = as_array(value, what, "iu", (n,))
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
@@ -66,8 +199,8 @@ TOP_P_RULE = (
 
 @hidden_test("greedy and sample(temperature=0) return the argmax (lowest index on ties)", PART, weight=1.0)
 def test_greedy(ctx) -> None:
-    logits = ctx.fixtures["samplers/greedy_logits"]
-    expected = ctx.fixtures["samplers/greedy_expected"]
+    logits = ctx.hidden("logits", lambda: _greedy_logits(ctx.rng, GREEDY_ROWS, GREEDY_VOCAB))
+    expected = ctx.expected("expected", lambda: np.argmax(logits, axis=-1).astype(np.int64))
     reply = expect_dict(ctx.call("samplers.greedy", logits=logits), ("greedy", "sample_t0"), "greedy")
     for key, what in (("greedy", "greedy(logits)"), ("sample_t0", "sample(logits, temperature=0)")):
         ids = _ids(reply[key], len(logits), logits.shape[1], what)
@@ -79,8 +212,9 @@ def test_greedy(ctx) -> None:
 
 @hidden_test("apply_temperature divides the logits by the temperature", PART, weight=0.5)
 def test_temperature_values(ctx) -> None:
-    logits = ctx.fixtures["samplers/temperature_logits"]
-    values = ctx.fixtures["samplers/temperature_values"]
+    logits = ctx.hidden("logits", lambda: ctx.rng.normal(0.0, 2.0, (4, 9)).astype(np.float32))
+    values = ctx.hidden("values", lambda: [float(ctx.rng.uniform(0.3, 0.8)), float(ctx.rng.uniform(0.8, 1.2)),
+                                           float(ctx.rng.uniform(1.5, 2.5)), float(ctx.rng.uniform(3.0, 5.0))])
     reply = ctx.call("samplers.filter", kind="temperature", logits=logits, values=values)
     reply = expect_dict(reply, ("filtered",), "apply_temperature")
     out = as_array(reply["filtered"], "apply_temperature(logits, t)", "f", logits.shape)
@@ -89,36 +223,43 @@ def test_temperature_values(ctx) -> None:
 
 @hidden_test("top_k_filter keeps exactly the top-k set (ties at the k-th logit kept)", PART, weight=1.0)
 def test_top_k_kept_set(ctx) -> None:
-    logits = ctx.fixtures["samplers/top_k_logits"]
-    reply = ctx.call("samplers.filter", kind="top_k", logits=logits, values=ctx.fixtures["samplers/top_k_values"])
+    ks = ctx.hidden("ks", lambda: _top_k_values(ctx.rng))
+    logits = ctx.hidden("logits", lambda: _top_k_logits(ctx.rng, ks))
+    expected = ctx.expected("kept", lambda: np.stack([oracles.top_k_kept(row, k)
+                                                      for row, k in zip(logits, ks, strict=True)]))
+    reply = ctx.call("samplers.filter", kind="top_k", logits=logits, values=ks)
     kept = _kept(expect_dict(reply, ("filtered",), "top_k_filter")["filtered"], logits, "top_k_filter(logits, k)")
-    _compare_kept(kept, ctx.fixtures["samplers/top_k_kept"], "top_k_filter(logits, k)", TOP_K_RULE)
-    reply = ctx.call("samplers.filter_batch", kind="top_k", logits=logits, value=ctx.fixtures["samplers/batch_k"])
+    _compare_kept(kept, expected, "top_k_filter(logits, k)", TOP_K_RULE)
+    expected = ctx.expected("batch_kept", lambda: oracles.top_k_kept(logits, BATCH_K))
+    reply = ctx.call("samplers.filter_batch", kind="top_k", logits=logits, value=BATCH_K)
     kept = _kept(expect_dict(reply, ("filtered",), "top_k_filter")["filtered"], logits, "top_k_filter on a batch")
-    _compare_kept(kept, ctx.fixtures["samplers/batch_k_kept"], "top_k_filter on a [B, V] batch (rows independent)",
-                  TOP_K_RULE)
+    _compare_kept(kept, expected, "top_k_filter on a [B, V] batch (rows independent)", TOP_K_RULE)
 
 
 @hidden_test("top_p_filter keeps exactly the nucleus (crossing token kept, ties together)", PART, weight=1.0)
 def test_top_p_kept_set(ctx) -> None:
-    logits = ctx.fixtures["samplers/top_p_logits"]
-    reply = ctx.call("samplers.filter", kind="top_p", logits=logits, values=ctx.fixtures["samplers/top_p_values"])
+    logits = ctx.hidden("logits", lambda: _top_p_logits(ctx.rng))
+    ps = ctx.hidden("ps", lambda: _top_p_values(ctx.rng, logits))
+    expected = ctx.expected("kept", lambda: np.stack([oracles.top_p_kept(row, p)
+                                                      for row, p in zip(logits, ps, strict=True)]))
+    reply = ctx.call("samplers.filter", kind="top_p", logits=logits, values=ps)
     kept = _kept(expect_dict(reply, ("filtered",), "top_p_filter")["filtered"], logits, "top_p_filter(logits, p)")
-    _compare_kept(kept, ctx.fixtures["samplers/top_p_kept"], "top_p_filter(logits, p)", TOP_P_RULE)
-    reply = ctx.call("samplers.filter_batch", kind="top_p", logits=logits, value=ctx.fixtures["samplers/batch_p"])
+    _compare_kept(kept, expected, "top_p_filter(logits, p)", TOP_P_RULE)
+    batch_p = ctx.hidden("batch_p", lambda: _batch_p(logits))
+    expected = ctx.expected("batch_kept", lambda: oracles.top_p_kept(logits, batch_p))
+    reply = ctx.call("samplers.filter_batch", kind="top_p", logits=logits, value=batch_p)
     kept = _kept(expect_dict(reply, ("filtered",), "top_p_filter")["filtered"], logits, "top_p_filter on a batch")
-    _compare_kept(kept, ctx.fixtures["samplers/batch_p_kept"], "top_p_filter on a [B, V] batch (rows independent)",
-                  TOP_P_RULE)
+    _compare_kept(kept, expected, "top_p_filter on a [B, V] batch (rows independent)", TOP_P_RULE)
 
 
-def _goodness_of_fit(ctx, config: str, description: str) -> None:
+def _goodness_of_fit(ctx, logits: np.ndarray, settings: dict, config: str, description: str) -> None:
     """Draw NUM_DRAWS tokens with the hidden settings `config` and chi-square test them against the exact law."""
-    logits = ctx.fixtures["samplers/draw_logits"]
-    settings = ctx.fixtures["samplers/draw_settings"][config]
-    probs = ctx.fixtures[f"samplers/draw_probs_{config}"]
+    setting = settings[config]
+    probs = ctx.expected(f"probs/{config}", lambda: oracles.sampling_distribution(
+        logits, setting["temperature"], setting["top_k"], setting["top_p"]))
     reply = ctx.call(
-        "samplers.draw", logits=logits, num_samples=NUM_DRAWS, seed=settings["seed"],
-        temperature=settings["temperature"], top_k=settings["top_k"], top_p=settings["top_p"],
+        "samplers.draw", logits=logits, num_samples=NUM_DRAWS, seed=setting["seed"],
+        temperature=setting["temperature"], top_k=setting["top_k"], top_p=setting["top_p"],
     )
     what = f"sample(logits tiled to [{NUM_DRAWS}, V], {description})"
     ids = _ids(expect_dict(reply, ("ids",), what)["ids"], NUM_DRAWS, len(logits), what)
@@ -136,25 +277,32 @@ def _goodness_of_fit(ctx, config: str, description: str) -> None:
 
 @hidden_test("sample with temperature follows softmax(logits / temperature) (chi-square)", PART, weight=1.5)
 def test_temperature_distribution(ctx) -> None:
-    _goodness_of_fit(ctx, "low_temperature", "temperature < 1: expected softmax(logits / temperature)")
-    _goodness_of_fit(ctx, "high_temperature", "temperature > 1: expected softmax(logits / temperature)")
+    logits, settings = _design(ctx, ("low_temperature", "high_temperature"))
+    _goodness_of_fit(ctx, logits, settings, "low_temperature",
+                     "temperature < 1: expected softmax(logits / temperature)")
+    _goodness_of_fit(ctx, logits, settings, "high_temperature",
+                     "temperature > 1: expected softmax(logits / temperature)")
 
 
 @hidden_test("sample with top_k follows the renormalised top-k distribution (chi-square)", PART, weight=1.5)
 def test_top_k_distribution(ctx) -> None:
-    _goodness_of_fit(ctx, "top_k", "temperature then top_k: expected softmax over the k kept tokens")
+    logits, settings = _design(ctx, ("top_k",))
+    _goodness_of_fit(ctx, logits, settings, "top_k", "temperature then top_k: expected softmax over the k kept tokens")
 
 
 @hidden_test("sample with top_p follows the renormalised nucleus distribution (chi-square)", PART, weight=1.5)
 def test_top_p_distribution(ctx) -> None:
-    _goodness_of_fit(ctx, "top_p", "top_p: expected softmax over the nucleus, crossing token included")
-    _goodness_of_fit(ctx, "temperature_top_p", "temperature then top_p: nucleus of the tempered distribution")
+    logits, settings = _design(ctx, ("top_p", "temperature_top_p"))
+    _goodness_of_fit(ctx, logits, settings, "top_p",
+                     "top_p: expected softmax over the nucleus, crossing token included")
+    _goodness_of_fit(ctx, logits, settings, "temperature_top_p",
+                     "temperature then top_p: nucleus of the tempered distribution")
 
 
 @hidden_test("sample is reproducible: same seed gives the same tokens, different seeds differ", PART, weight=1.0)
 def test_seed(ctx) -> None:
-    logits = ctx.fixtures["samplers/draw_logits"]
-    seed = ctx.fixtures["samplers/draw_settings"]["high_temperature"]["seed"]
+    logits, settings = _design(ctx, ("high_temperature",))
+    seed = settings["high_temperature"]["seed"]
     what = f"sample(logits tiled to [{SEED_DRAWS}, V], seed=...)"
     runs = []
     for s in (seed, seed, seed + 1):
@@ -170,6 +318,37 @@ def test_seed(ctx) -> None:
 @hidden_test("samplers reject invalid temperature, k and p with ValueError", PART, weight=0.5)
 def test_invalid_arguments(ctx) -> None:
     expect_errors(ctx.call("samplers.invalid_arguments"), "sampler argument checks")
+
+
+def _generate_cases(rng: np.random.Generator) -> list[dict]:
+    """generate() cases on a CountingModel with a hidden shift and seed: greedy, sampled from a [2, T0] prompt, zero
+    new tokens, and 40 tokens from uniform logits (gap 0), where only the per-step seeds [seed, s] make them differ."""
+    shift = int(rng.integers(1, GENERATE_VOCAB))
+    seed = int(rng.integers(0, 2**31 - 1))
+    prompt_1d = rng.integers(0, GENERATE_VOCAB, 3).tolist()
+    prompt_2d = rng.integers(0, GENERATE_VOCAB, (2, 4)).tolist()
+    model = {"vocab_size": GENERATE_VOCAB, "shift": shift, "seed": seed}
+    return [
+        {"prompt": prompt_1d, "n": 6, **model, "gap": 30.0, "temperature": 0.0},
+        {"prompt": prompt_2d, "n": 5, **model, "gap": 30.0, "temperature": 1.0},
+        {"prompt": prompt_1d, "n": 0, **model, "gap": 30.0, "temperature": 1.0},
+        {"prompt": prompt_2d, "n": 40, **model, "gap": 0.0, "temperature": 1.0},
+    ]
+
+
+def _generate_restart_cases(rng: np.random.Generator) -> list[dict]:
+    """generate() cases on a CountingModel with a hidden context_length C in [5, 8): the cache fills and restarts
+    (3C new tokens), and a prompt longer than the context is cut (C + 2 prompt tokens)."""
+    shift = int(rng.integers(1, GENERATE_VOCAB))
+    seed = int(rng.integers(0, 2**31 - 1))
+    prompt_2d = rng.integers(0, GENERATE_VOCAB, (2, 4)).tolist()
+    context = int(rng.integers(5, 8))
+    model = {"vocab_size": GENERATE_VOCAB, "shift": shift, "gap": 30.0, "seed": seed, "context_length": context}
+    return [
+        {"prompt": prompt_2d, "n": 3 * context, **model, "temperature": 0.0},
+        {"prompt": rng.integers(0, GENERATE_VOCAB, context + 2).tolist(), "n": context + 3, **model,
+         "temperature": 1.0},
+    ]
 
 
 def _new_tokens(ids, prompt: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -231,7 +410,7 @@ def _restart_calls(prompt_len: int, n: int, context_length: int) -> list[list[in
 
 @hidden_test("generate restarts the cache from the last context_length // 2 tokens when it is full", PART, 0.5)
 def test_generate_restart(ctx) -> None:
-    for case in ctx.fixtures["samplers/generate_restart_cases"]:
+    for case in ctx.hidden("cases", lambda: _generate_restart_cases(ctx.rng)):
         prompt = np.asarray(case["prompt"], dtype=np.int64)
         c, n = case["context_length"], case["n"]
         what = f"generate(model with context_length={c}, prompt of shape {list(prompt.shape)}, max_new_tokens={n})"
@@ -254,7 +433,7 @@ def test_generate_restart(ctx) -> None:
 @hidden_test("generate returns prompt + max_new_tokens ids and uses model.step with the carried state", PART,
              weight=1.0)
 def test_generate(ctx) -> None:
-    for case in ctx.fixtures["samplers/generate_cases"]:
+    for case in ctx.hidden("cases", lambda: _generate_cases(ctx.rng)):
         prompt = np.asarray(case["prompt"], dtype=np.int64)
         what = f"generate(model, prompt of shape {list(prompt.shape)}, max_new_tokens={case['n']})"
         reply = expect_dict(ctx.call(
