@@ -448,6 +448,7 @@ def test_config_round_trip_and_attributes():
 def test_autograder_probes_run_on_the_reference():
     pytest.importorskip("autograder.worker.probes.registry")
     from autograder.worker.probes import transformer as probes
+    from autograder.worker.probes.call import call
 
     class Reference:
         def module(self, name):
@@ -456,12 +457,12 @@ def test_autograder_probes_run_on_the_reference():
             return importlib.import_module(f"assignment.{name}")
 
     sub, rng = Reference(), np.random.default_rng(12)
-    assert [m.tolist() for m in probes.causal_mask(sub, sizes=[1, 3])["masks"]] == [[[True]], np.tril(
-        np.ones((3, 3), bool)).tolist()]
+    masks = [call(sub, module="transformer", function="causal_mask", args=[n])["value"] for n in (1, 3)]
+    assert [m.tolist() for m in masks] == [[[True]], np.tril(np.ones((3, 3), bool)).tolist()]
     q, k, v = (rng.normal(size=(2, 4, 3)).astype(np.float32) for _ in range(3))
     reply = probes.attention(sub, q=q, k=k, v=v, mask=np.tril(np.ones((4, 4), bool)))
     np.testing.assert_allclose(reply["output"], np_attention(q, k, v, np.tril(np.ones((4, 4), bool)))[0], atol=1e-5)
-    np.testing.assert_allclose(probes.positional_encoding(sub, cases=[[5, 6]])["encodings"][0],
+    np.testing.assert_allclose(call(sub, module="transformer", function="positional_encoding", args=[5, 6])["value"],
                                np_positional_encoding(5, 6), atol=1e-6)
     layer = MultiHeadSelfAttention(8, 2)
     layer(tf.zeros([1, 1, 8]))
