@@ -22,9 +22,9 @@ import time
 import zipfile
 from pathlib import Path
 
+from assignment.submit import REQUIRED_FILES
+
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ("__init__.py", "generate.py", "lstm.py", "models.py", "preprocess.py", "rnn.py", "samplers.py", "train.py",
-           "transformer.py")
 
 
 def timed(command: list[str], **kwargs) -> tuple[float, float, subprocess.CompletedProcess]:
@@ -62,7 +62,7 @@ def main() -> int:
     setup_wall, setup_cpu, _ = timed(["bash", "./setup.sh"], cwd=root / "source", env=env)
     shutil.copy2(root / "source" / "run_autograder", root / "run_autograder")
     (root / "submission").mkdir()
-    for name in MODULES:
+    for name in REQUIRED_FILES:
         shutil.copy2(ROOT / "assignment" / name, root / "submission" / name)
     grade_wall, grade_cpu, _ = timed([str(root / "run_autograder")], cwd=root, env=env)
     results = json.loads((root / "results" / "results.json").read_text())

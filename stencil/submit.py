@@ -22,6 +22,7 @@ REQUIRED_FILES = (
     "lstm.py",
     "models.py",
     "preprocess.py",
+    "quiet_tensorflow.py",
     "rnn.py",
     "samplers.py",
     "train.py",
