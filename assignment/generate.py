@@ -1,4 +1,4 @@
-"""Generate text with a trained model.
+"""Generate text with a trained model (given).
 
     python -m assignment.generate --checkpoint runs/transformer --prompt "ROMEO:" --max-new-tokens 200 \\
         --temperature 0.8 --top-p 0.95 --seed 0
@@ -17,7 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .train import OneLineErrorParser
+from .cli import OneLineErrorParser
+from .runs import load_run
 
 
 def generate_text(
@@ -44,7 +45,7 @@ def generate_text(
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m assignment.generate`."""
     parser = OneLineErrorParser(prog="python -m assignment.generate", description="Sample text from a trained model.",
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", required=True, metavar="DIR", help="run directory written by train (--out)")
     parser.add_argument("--prompt", required=True, help="text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate")
@@ -57,8 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m assignment.generate`: prints the text; returns the exit status (2 for bad input)."""
-    from .models import load_run
-
     args = build_parser().parse_args(argv)
     if args.max_new_tokens < 0:
         print(f"error: --max-new-tokens must be >= 0, got {args.max_new_tokens}", file=sys.stderr)

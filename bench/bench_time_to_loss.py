@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import numpy as np
 
-    from assignment import train
+    from assignment import loop, train
     from assignment.models import build_model
     from assignment.preprocess import CharTokenizer
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 return train.train_step(model, optimizer, x, y, clip_norm=1.0)
         else:
             step = train.make_train_step(model, optimizer, clip_norm=1.0, jit_compile=jit)
-        return model, step, iter(train.training_batches(ids[:cut], CONFIG["context_length"], BATCH, args.seed))
+        return model, step, iter(loop.training_batches(ids[:cut], CONFIG["context_length"], BATCH, args.seed))
 
     best = "jit_compile" if args.jit_compile else "tf.function"
     if not args.skip_modes:
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:12s} {tokens / value:9,.0f} tokens/s")
         best = min(modes, key=per_step.get)
     model, step, batches = setup(best == "jit_compile")
-    valid = train.validation_batches(ids[cut:], CONFIG["context_length"], EVAL_BATCH_SIZE)
+    valid = loop.validation_batches(ids[cut:], CONFIG["context_length"], EVAL_BATCH_SIZE)
     step(*next(batches))  # step 1 traces the function before the clock starts
     seconds, loss, n = 0.0, float("inf"), 1
     for n in range(2, args.max_steps + 1):

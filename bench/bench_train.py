@@ -29,17 +29,17 @@ def bench(kind: str, ids, steps: int, jit: bool, overrides: list[str]) -> dict:
     import keras
     import numpy as np
 
-    from assignment import train
+    from assignment import cli_train, loop, train
     from assignment.models import build_model
 
-    args = train.build_parser().parse_args(["--model", kind, *overrides])
-    config = train.run_config(args)
+    args = cli_train.build_parser().parse_args(["--model", kind, *overrides])
+    config = cli_train.run_config(args)
     config["vocab_size"] = int(ids.max()) + 1
     keras.utils.set_random_seed(args.seed)
     model = build_model(config)
     optimizer = train.make_optimizer(args.lr, args.warmup_steps, args.steps, args.weight_decay)
     step_fn = train.make_train_step(model, optimizer, clip_norm=args.clip_norm or None, jit_compile=jit)
-    batches = iter(train.training_batches(ids, args.context_length, args.batch_size, args.seed))
+    batches = iter(loop.training_batches(ids, args.context_length, args.batch_size, args.seed))
     start = time.perf_counter()
     for _ in range(2):  # the first call traces, the second retraces once the optimizer has its variables
         first = float(step_fn(*next(batches))["loss"])

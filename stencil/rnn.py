@@ -22,32 +22,33 @@ def positive_int(value: int, name: str) -> int:
 
 
 def state_list(states: tf.Tensor | Sequence[tf.Tensor], count: int) -> list[tf.Tensor]:
-    """The states of a cell as a list of `count` tensors [B, H]; a single tensor counts as a list of one.
+    """The states of a cell as a list of `count` tensors [B, D_h]; a single tensor counts as a list of one.
 
     `keras.layers.RNN` hands a cell with a single state that tensor itself, while a direct call usually passes a list.
     """
     states = list(states) if isinstance(states, (list, tuple)) else [states]
     if len(states) != count:
-        raise ValueError(f"states must hold {count} tensor(s) [B, H], got {len(states)}")
+        raise ValueError(f"states must hold {count} tensor(s) [B, D_h], got {len(states)}")
     return states
 
 
 class RNNCell(keras.layers.Layer):
     """One step of the vanilla (Elman) RNN: h' = tanh(x W + h U + b).
 
-    Weights: `kernel` W [D, H] (Glorot uniform), `recurrent_kernel` U [H, H] (orthogonal), `bias` b [H] (zeros).
+    Weights: `kernel` W [D, D_h] (Glorot uniform), `recurrent_kernel` U [D_h, D_h] (orthogonal), `bias` b [D_h]
+    (zeros).
     Works inside `keras.layers.RNN`, which reads `state_size` and `output_size`.
     """
 
     def __init__(self, units: int, **kwargs):
-        """A cell with `units` = H hidden units."""
+        """A cell with `units` = D_h hidden units."""
         super().__init__(**kwargs)
         self.units = positive_int(units, "units")
         self.state_size = self.units
         self.output_size = self.units
 
     def build(self, input_shape: Sequence[int | None]) -> None:
-        """Create kernel [D, H], recurrent_kernel [H, H] and bias [H] for inputs [B, D]."""
+        """Create kernel [D, D_h], recurrent_kernel [D_h, D_h] and bias [D_h] for inputs [B, D]."""
         input_dim = input_shape[-1]
         if input_dim is None:
             raise ValueError(f"the last dimension of the inputs must be known, got input shape {input_shape}")
@@ -58,12 +59,12 @@ class RNNCell(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
     def call(self, inputs: tf.Tensor, states: tf.Tensor | Sequence[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        """One time step: inputs x [B, D] float32 and states [h] (h [B, H]) -> (h' [B, H], [h'])."""
+        """One time step: inputs x [B, D] float32 and states [h] (h [B, D_h]) -> (h' [B, D_h], [h'])."""
         (h,) = state_list(states, 1)
         raise NotImplementedError("TODO(part 2): Compute h' = tanh(x W + h U + b) and return (h', [h']).")
 
     def get_initial_state(self, batch_size: int | tf.Tensor | None = None) -> list[tf.Tensor]:
-        """The zero state [h = zeros [B, H]]."""
+        """The zero state [h = zeros [B, D_h]]."""
         return [tf.zeros([batch_size, self.units], dtype=self.compute_dtype)]
 
     def get_config(self) -> dict:
@@ -79,8 +80,8 @@ class RecurrentLanguageModel(keras.Model):
     Attributes:
         embedding: keras.layers.Embedding(vocab_size, embed_dim), ids [B, T] -> vectors [B, T, D].
         rnn: keras.layers.RNN(cell_class(hidden_dim), return_sequences=True, return_state=True); called on vectors
-            [B, T, D] with `initial_state` (list of [B, H]) it returns [outputs [B, T, H], *final states [B, H]].
-        output_layer: keras.layers.Dense(vocab_size), [B, T, H] -> logits [B, T, V].
+            [B, T, D] with `initial_state` (list of [B, D_h]) it returns [outputs [B, T, D_h], *final states [B, D_h]].
+        output_layer: keras.layers.Dense(vocab_size), [B, T, D_h] -> logits [B, T, V].
     """
 
     cell_class: type[keras.layers.Layer]
@@ -98,7 +99,7 @@ class RecurrentLanguageModel(keras.Model):
         self.output_layer = keras.layers.Dense(self.vocab_size, name="output_layer")
 
     def zero_state(self, batch_size: int | tf.Tensor) -> list[tf.Tensor]:
-        """The state before the first token: a list of zero tensors [B, H] (one for the RNN, h and c for the LSTM)."""
+        """The state before the first token: a list of zero tensors [B, D_h] (one for the RNN, h and c for the LSTM)."""
         return self.rnn.cell.get_initial_state(batch_size)
 
     def call(self, tokens: tf.Tensor, training: bool = False) -> tf.Tensor:
@@ -109,7 +110,7 @@ class RecurrentLanguageModel(keras.Model):
     def step(
         self, tokens: tf.Tensor, state: Sequence[tf.Tensor] | None = None
     ) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        """Continue from `state` (list of [B, H], None = zeros) over tokens [B, T] -> (logits [B, T, V], new state)."""
+        """Continue from `state` (list of [B, D_h], None = zeros) over tokens [B, T]: (logits [B, T, V], new state)."""
         tokens = self._check_tokens(tokens)
         state = self.zero_state(tf.shape(tokens)[0]) if state is None else self._check_state(state, tokens)
         raise NotImplementedError(
@@ -136,15 +137,15 @@ class RecurrentLanguageModel(keras.Model):
         return tf.cast(tokens, tf.int32)
 
     def _check_state(self, state: Sequence[tf.Tensor], tokens: tf.Tensor) -> list[tf.Tensor]:
-        """state as a list of float tensors [B, H]; ValueError for the wrong number of tensors or shapes."""
+        """state as a list of float tensors [B, D_h]; ValueError for the wrong number of tensors or shapes."""
         count = len(tf.nest.flatten(self.rnn.cell.state_size))
         if not isinstance(state, (list, tuple)) or len(state) != count:
-            raise ValueError(f"state must be a list of {count} tensor(s) [B, H] as returned by step(), got {state!r}")
+            raise ValueError(f"state must be a list of {count} tensor(s) [B, D_h] as returned by step(), got {state!r}")
         state = [tf.convert_to_tensor(s, dtype=self.compute_dtype) for s in state]
         expected = tf.TensorShape([tokens.shape[0], self.hidden_dim])
         for s in state:
             if not s.shape.is_compatible_with(expected):
-                raise ValueError(f"state tensors must have shape [B, H] = {expected}, got {s.shape}")
+                raise ValueError(f"state tensors must have shape [B, D_h] = {expected}, got {s.shape}")
         return state
 
 

@@ -7,7 +7,7 @@ tokens after a cached prefix, so generation costs one position per new token ins
 
 The key/value cache has a fixed capacity of C = context_length positions, preallocated with zeros: new keys and values
 are written at their positions and the queries attend to every cached position up to their own. Fixed shapes let
-XLA compile the one-token decoding step once for all positions.
+XLA compile the one-token decoding step once for all positions (given: decoding.py).
 
 Shapes: B batch, T new positions, S cached positions, C cache capacity, H heads, hd = d_model / H head size,
 V vocabulary size.
@@ -15,10 +15,12 @@ V vocabulary size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
+
+from .decoding import CompiledDecoder
 
 MASKED_SCORE = -1e9
 """The score given to masked positions before the softmax: exp(MASKED_SCORE - max) is exactly 0 in float32."""
@@ -213,12 +215,13 @@ class TransformerLanguageModel(keras.Model):
     Attributes:
         token_embedding: keras.layers.Embedding, the matrix E [V, d_model]; logits = h E^T + output_bias.
         position_embedding: keras.layers.Embedding [context_length, d_model] when positional="learned", else None.
-        blocks: list of TransformerBlock.
+        blocks: tuple of TransformerBlock, the layers named block_0, block_1, ...
         final_norm: keras.layers.LayerNormalization applied before the output layer.
         output_bias: float32 [V].
         context_length: int, the most positions the model sees (call and step refuse more).
         jit_decode: bool, whether step runs a single new token through XLA (True by default; False skips the
             compilation, which takes a second or two and some memory, for a slower step).
+        decoder: the decoding.CompiledDecoder that runs cached_forward for step.
     """
 
     jit_decode = True
@@ -231,10 +234,14 @@ class TransformerLanguageModel(keras.Model):
         num_heads: int,
         num_layers: int,
         dropout: float = 0.0,
-        positional: str = "sinusoidal",
+        positional: str = "learned",
         **kwargs,
     ):
-        """A language model over vocab_size tokens seeing at most context_length positions."""
+        """A language model over vocab_size tokens seeing at most context_length positions.
+
+        Positions are learned by default: the sinusoidal encoding's unit-amplitude vectors dwarf the small tied token
+        embeddings (standard deviation INIT_STDDEV), so with them the model learns much more slowly at first.
+        """
         super().__init__(**kwargs)
         self.vocab_size = _check_positive_int(vocab_size, "vocab_size")
         self.context_length = _check_positive_int(context_length, "context_length")
@@ -254,10 +261,10 @@ class TransformerLanguageModel(keras.Model):
         if positional == "learned":
             self.position_embedding = keras.layers.Embedding(context_length, d_model, embeddings_initializer=init,
                                                              name="position_embedding")
-        self.blocks = [TransformerBlock(d_model, num_heads, dropout, name=f"block_{i}") for i in range(num_layers)]
-        for i, block in enumerate(self.blocks):  # attributes too: tf.train.Checkpoint does not follow Python lists
-            setattr(self, f"block_{i}", block)
+        # A tuple, not a list: tf.train.Checkpoint saves the layers of a tuple attribute but skips those of a list.
+        self.blocks = tuple(TransformerBlock(d_model, num_heads, dropout, name=f"block_{i}") for i in range(num_layers))
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")
+        self.decoder = CompiledDecoder(self)
 
     def build(self, input_shape: Sequence[int | None]) -> None:
         """Build the sublayers and create output_bias [V] for tokens [B, T]."""
@@ -311,9 +318,9 @@ class TransformerLanguageModel(keras.Model):
 
         The state is {"caches": one {"key", "value"} cache [B, H, C, hd] per block, "position": number of positions
         seen}. The logits [B, T, V] equal those of `call` on the whole sequence. The work is done by
-        `cached_forward`, run as one TensorFlow graph; a single new token (T = 1, the generation loop) runs a graph
-        compiled by XLA when `jit_decode` is True and XLA can compile it. `tf.config.run_functions_eagerly(True)`
-        runs it eagerly, for debugging.
+        `cached_forward`, run by `self.decoder` as one TensorFlow graph; a single new token (T = 1, the generation
+        loop) runs a graph compiled by XLA when `jit_decode` is True and XLA can compile it.
+        `tf.config.run_functions_eagerly(True)` runs it eagerly, for debugging.
         """
         if state is not None and (not isinstance(state, dict) or set(state) != {"caches", "position"}
                                   or len(state["caches"]) != len(self.blocks)):
@@ -324,47 +331,8 @@ class TransformerLanguageModel(keras.Model):
             self.build(tuple(tokens.shape))
         if state is None:
             state = self.initial_state(tf.shape(tokens)[0])
-        arguments = (tokens, state["caches"], tf.constant(start, tf.int32))
-        new_state = {"position": start + int(tokens.shape[1])}
-        if tokens.shape[1] == 1 and self.jit_decode:
-            try:
-                logits, new_state["caches"] = self._decoder(arguments)(*arguments)
-                return logits, new_state
-            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, TypeError, ValueError):
-                # An operation XLA cannot compile, caches whose shapes vary, or an error the graph will repeat.
-                self.jit_decode = False
-        logits, new_state["caches"] = self._compiled_cached_forward(*arguments)
-        return logits, new_state
-
-    def _decoder(self, arguments: tuple) -> Callable:
-        """The XLA-compiled `cached_forward` for arguments of these shapes and dtypes, traced once and then called
-        through its concrete function's flat entry point: that skips the matching of the arguments against the
-        signature that tf.function and a concrete function's ordinary call make on every call, which costs about half
-        as much as the step itself. Without that entry point (a private one), the ordinary call."""
-        decoders = self.__dict__.setdefault("_xla_decoders", {})  # not a tracked attribute: never checkpointed
-        tokens, caches, _ = arguments
-        key = (tuple(tokens.shape), tuple(caches[0]["key"].shape), caches[0]["key"].dtype)
-        if key not in decoders:
-            concrete = self._xla_cached_forward.get_concrete_function(*arguments)
-            call_flat, captured = getattr(concrete, "_call_flat", None), concrete.captured_inputs
-            decoders[key] = concrete if call_flat is None else (
-                lambda *args: call_flat(tf.nest.flatten(args), captured))
-        return decoders[key]
-
-    @tf.function(reduce_retracing=True, autograph=False)
-    def _compiled_cached_forward(
-        self, tokens: tf.Tensor, caches: list[dict[str, tf.Tensor]], start: tf.Tensor
-    ) -> tuple[tf.Tensor, list[dict[str, tf.Tensor]]]:
-        """`cached_forward` as a graph: a generated token then costs milliseconds instead of Python op dispatch."""
-        return self.cached_forward(tokens, caches, start)
-
-    @tf.function(jit_compile=True, autograph=False)
-    def _xla_cached_forward(
-        self, tokens: tf.Tensor, caches: list[dict[str, tf.Tensor]], start: tf.Tensor
-    ) -> tuple[tf.Tensor, list[dict[str, tf.Tensor]]]:
-        """`cached_forward` fused by XLA: about a millisecond per token at the default size. The cache's fixed shape
-        means one compilation serves every position."""
-        return self.cached_forward(tokens, caches, start)
+        logits, caches = self.decoder(tokens, state["caches"], start)
+        return logits, {"caches": caches, "position": start + int(tokens.shape[1])}
 
     def cached_forward(
         self, tokens: tf.Tensor, caches: list[dict[str, tf.Tensor]], start: tf.Tensor

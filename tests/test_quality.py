@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
-from assignment import models, train
+from assignment import cli_train, runs
 from autograder.build.inprocess import REFERENCE
 from autograder.build.record import build_fixtures
 from autograder.judge.context import HiddenValues
@@ -30,14 +30,14 @@ def run_dir(tmp_path_factory):
     argv = ["--model", "transformer", "--text", str(corpus), "--splits-dir", str(root / "splits"), "--out", str(out),
             "--steps", "6", "--batch-size", "4", "--context-length", "32", "--eval-every", "3", "--eval-batches", "1",
             "--sample-tokens", "3", "--warmup-steps", "1", "--d-model", "16", "--num-heads", "2", "--num-layers", "1"]
-    assert train.main(argv) == 0
+    assert cli_train.main(argv) == 0
     return out
 
 
 def test_probe_nll_equals_the_log_softmax_of_the_restored_model_on_one_window(run_dir):
     text = TEXT[:30]  # 30 characters = 30 char tokens: one window of the context length 32
     reply = probes.checkpoint_nll(REFERENCE, run_dir=str(run_dir), text=text)
-    model, tokenizer, _ = models.load_run(run_dir)
+    model, tokenizer, _ = runs.load_run(run_dir)
     ids = np.asarray(tokenizer.encode(text))
     log_probs = log_softmax(np.asarray(model(ids[None, :-1].astype(np.int32)), np.float64)[0], axis=-1)
     expected = -log_probs[np.arange(len(ids) - 1), ids[1:]].sum()
@@ -49,7 +49,7 @@ def test_probe_scores_every_token_of_a_text_longer_than_the_context_once(run_dir
     text = TEXT[:1000]
     reply = probes.checkpoint_nll(REFERENCE, run_dir=str(run_dir), text=text)
     assert reply["characters"] == 999
-    model, tokenizer, config = models.load_run(run_dir)
+    model, tokenizer, config = runs.load_run(run_dir)
     ids = np.asarray(tokenizer.encode(text))
     t = config["context_length"]
     expected = 0.0

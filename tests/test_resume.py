@@ -29,7 +29,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from assignment import train
+from assignment import cli_train, console, loop, train
 from assignment.preprocess import CharTokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +123,7 @@ def next_batches(run: Path, prefix: str, count: int = 3) -> list[np.ndarray]:
     """The next `count` batches of the data iterator saved in checkpoint `prefix` of the run in `run`."""
     tokenizer = CharTokenizer.load(run / "tokenizer.json")
     ids = np.asarray(tokenizer.encode((run.parent / "splits" / "train.txt").read_text(encoding="utf-8")), np.int32)
-    iterator = iter(train.training_batches(ids, context_length=16, batch_size=4, seed=3))
+    iterator = iter(loop.training_batches(ids, context_length=16, batch_size=4, seed=3))
     tf.train.Checkpoint(iterator=iterator).read(prefix).expect_partial()
     return [np.concatenate([np.asarray(x), np.asarray(y)]) for x, y in (next(iterator) for _ in range(count))]
 
@@ -201,6 +201,33 @@ def test_interrupted_with_sigint_and_killed_with_sigkill_then_resumed_equals_an_
         assert {step: expected[step] for step in shown} == shown
 
 
+def dropout_command(text_file: Path, out: Path, steps: int) -> list[str]:
+    """A tiny transformer with dropout; the warmup spans the whole run, so that a run stopped at --steps 3 and resumed
+    with --steps 6 gets the learning rates of a run straight to step 6 (the schedule's end is --steps)."""
+    return [sys.executable, "-m", "assignment.train", "--model", "transformer", "--d-model", "16", "--num-heads", "2",
+            "--num-layers", "1", "--dropout", "0.1", "--text", str(text_file), "--splits-dir",
+            str(out.parent / "splits"), "--out", str(out), "--steps", str(steps), "--batch-size", "4",
+            "--context-length", "16", "--warmup-steps", "6", "--seed", "3", "--eval-every", "3", "--eval-batches", "1",
+            "--sample-tokens", "0", "--checkpoint-every", "3", "--log-every", "1"]
+
+
+def test_a_transformer_with_dropout_checkpoints_its_random_state_and_resumes_exactly(tmp_path, text_file):
+    straight = tmp_path / "straight" / "run"
+    straight_lines = run_to_end(dropout_command(text_file, straight, 6))
+    run = tmp_path / "resumed" / "run"
+    run_to_end(dropout_command(text_file, run, 3))
+    resumed_lines = run_to_end(dropout_command(text_file, run, 6))
+    assert f"resumed at step 3 from {run / 'ckpt-3'}" in resumed_lines[0], resumed_lines[:2]
+    saved = variables(str(run / "ckpt-3"))
+    states = [name for name in saved if name.startswith("random_state/")]
+    assert len(states) == 2  # the attention's dropout and the block's
+    assert_same_checkpoint(str(straight / "ckpt-6"), str(run / "ckpt-6"))
+    assert_same_checkpoint(tf.train.latest_checkpoint(str(straight / "best")),
+                           tf.train.latest_checkpoint(str(run / "best")))
+    shown = [line.split("  ")[1] for line in resumed_lines if STEP_LINE.match(line)]
+    assert shown == [line.split("  ")[1] for line in straight_lines if STEP_LINE.match(line)][3:]
+
+
 # ---------------------------------------------------------------------------------------------------- in-process
 def in_process_args(text_file: Path, out: Path, steps: int) -> list[str]:
     return ["--model", "rnn", "--embed-dim", "8", "--hidden-dim", "16", "--text", str(text_file),
@@ -228,18 +255,18 @@ def test_sigint_during_a_training_step_saves_a_consistent_checkpoint_of_that_ste
     monkeypatch.setattr(train, "sequence_loss", loss_that_can_signal)
     straight = tmp_path / "straight" / "run"
     calls.extend([None] * steps)  # past interrupt_at: no signal
-    assert train.main(in_process_args(text_file, straight, steps)) == 0
+    assert cli_train.main(in_process_args(text_file, straight, steps)) == 0
 
     calls.clear()
     run = tmp_path / "interrupted" / "run"
-    assert train.main(in_process_args(text_file, run, steps)) == 130
+    assert cli_train.main(in_process_args(text_file, run, steps)) == 130
     err = capsys.readouterr().err
     assert f"interrupted at step {interrupt_at}; saved {run / f'ckpt-{interrupt_at}'}" in err and "Traceback" not in err
     saved = variables(tf.train.latest_checkpoint(str(run)))
     assert saved["step/.ATTRIBUTES/VARIABLE_VALUE"] == interrupt_at
     assert saved["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == interrupt_at
 
-    assert train.main(in_process_args(text_file, run, steps)) == 0
+    assert cli_train.main(in_process_args(text_file, run, steps)) == 0
     assert f"resumed at step {interrupt_at}" in capsys.readouterr().out
     assert_same_checkpoint(tf.train.latest_checkpoint(str(straight)), tf.train.latest_checkpoint(str(run)), False)
     assert_same_checkpoint(tf.train.latest_checkpoint(str(straight / "best")),
@@ -249,7 +276,7 @@ def test_sigint_during_a_training_step_saves_a_consistent_checkpoint_of_that_ste
 
 def test_stop_request_defers_the_first_sigint_and_lets_the_second_one_interrupt(sigint_handled):
     previous = signal.getsignal(signal.SIGINT)
-    with train.StopRequest() as stop:
+    with console.StopRequest() as stop:
         assert not stop() and signal.getsignal(signal.SIGINT) is not previous
         os.kill(os.getpid(), signal.SIGINT)
         for _ in range(1000):  # the handler runs between bytecodes of the main thread
@@ -266,7 +293,7 @@ def test_stop_request_defers_the_first_sigint_and_lets_the_second_one_interrupt(
 def test_stop_request_leaves_an_ignored_sigint_ignored():
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        with train.StopRequest() as stop:
+        with console.StopRequest() as stop:
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
             os.kill(os.getpid(), signal.SIGINT)
             assert not stop()

@@ -1,4 +1,5 @@
-"""Tests of part 5 (assignment/train.py): loss, train step, evaluation, schedule, checkpoint policy, training loop.
+"""Tests of part 5 (assignment/train.py: loss, train step, evaluation, schedule, checkpoint policy) and of the given
+code that runs it: the training loop and its batches (loop.py), the progress line (console.py).
 
 The oracles are independent of train.py: numpy log-softmax for the loss, Keras's own loss and a separate GradientTape
 for the train step, hand-computed SGD updates for clipping, hand-computed schedule values, and for checkpoints the
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from assignment import train
+from assignment import console, loop, runs, train
 
 V = 7
 
@@ -292,34 +293,50 @@ def test_a_model_whose_variables_a_checkpoint_would_miss_is_refused_when_saving(
     with pytest.raises(ValueError, match="would miss 4 variables"):
         policy_for(tmp_path, model).save(1)
     model.dense_0, model.dense_1 = model.stack  # attributes make them visible to tf.train.Checkpoint
-    train.check_checkpointable(model)
+    runs.check_checkpointable(model)
 
 
-def run_training(directory, steps: int, ids: np.ndarray) -> keras.Model:
-    """Train a TinyLM with the CLI's data pipeline and optimizer from `directory`'s latest checkpoint to `steps`."""
-    model = tiny_lm(7)
+class DropoutLM(TinyLM):
+    """TinyLM with dropout on the hidden layer: its random generator's state is training state too."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dropout = keras.layers.Dropout(0.5)
+
+    def call(self, tokens, training=False):
+        return self.output_layer(self.dropout(tf.tanh(self.embedding(tokens)), training=training))
+
+
+def run_training(directory, steps: int, ids: np.ndarray, model_class: type[keras.Model] = TinyLM) -> keras.Model:
+    """Train a tiny model with the CLI's data pipeline and optimizer from `directory`'s latest checkpoint to `steps`."""
+    keras.utils.set_random_seed(7)
+    model = model_class()
     optimizer = train.make_optimizer(0.02, warmup_steps=2, total_steps=8)
-    iterator = iter(train.training_batches(ids, context_length=4, batch_size=3, seed=5))
+    iterator = iter(loop.training_batches(ids, context_length=4, batch_size=3, seed=5))
     policy = policy_for(directory, model, optimizer, iterator, checkpoint_every=100)
     policy.restore()
-    train.fit(model, optimizer, policy, iterator, steps, clip_norm=1.0, verbose=0)
+    loop.fit(model, optimizer, policy, iterator, steps, clip_norm=1.0)
     return model
 
 
-def test_interrupted_and_resumed_training_equals_uninterrupted_training(tmp_path):
+@pytest.mark.parametrize("model_class", [TinyLM, DropoutLM])
+def test_interrupted_and_resumed_training_equals_uninterrupted_training(tmp_path, model_class):
     # 40 tokens -> 9 windows of 4 -> 3 batches per epoch: 8 steps cross epoch boundaries (new shuffles).
     ids = np.random.default_rng(0).integers(0, V, 40).astype(np.int32)
-    straight = run_training(tmp_path / "straight", 8, ids)
-    run_training(tmp_path / "resumed", 5, ids)  # ends with a checkpoint at step 5
-    resumed = run_training(tmp_path / "resumed", 8, ids)
+    straight = run_training(tmp_path / "straight", 8, ids, model_class)
+    run_training(tmp_path / "resumed", 5, ids, model_class)  # ends with a checkpoint at step 5
+    resumed = run_training(tmp_path / "resumed", 8, ids, model_class)
     for u, v in zip(weights(straight), weights(resumed), strict=True):
         np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7)
     assert checkpoint_numbers(tmp_path / "resumed") == [5, 8]
+    if model_class is DropoutLM:  # the same masks after the restart: the generator's state was restored
+        (state,), (expected,) = runs.random_state(resumed), runs.random_state(straight)
+        np.testing.assert_array_equal(np.array(state), np.array(expected))
 
 
 def test_training_batches_are_windows_in_a_new_order_every_epoch():
     ids = np.arange(37, dtype=np.int32)  # 9 windows of 4 (starts 0, 4, ..., 32); 3 batches of 3 per epoch
-    batches = list(train.training_batches(ids, context_length=4, batch_size=3, seed=1).take(6))
+    batches = list(loop.training_batches(ids, context_length=4, batch_size=3, seed=1).take(6))
     starts = [[int(row[0]) for row in np.array(x)] for x, _ in batches]
     for x, y in batches:
         np.testing.assert_array_equal(np.array(x)[:, 0:1] + np.arange(4), np.array(x))
@@ -343,11 +360,11 @@ def read_events(directory) -> dict[str, list[tuple[int, object]]]:
 def test_fit_logs_train_and_valid_scalars_and_a_text_sample_to_tensorboard(tmp_path):
     model, optimizer = tiny_lm(3), keras.optimizers.SGD(0.1)
     ids = np.random.default_rng(1).integers(0, V, 60).astype(np.int32)
-    iterator = iter(train.training_batches(ids, context_length=4, batch_size=2, seed=0))
+    iterator = iter(loop.training_batches(ids, context_length=4, batch_size=2, seed=0))
     valid = tf.data.Dataset.from_tensor_slices(batch(9, b=5)).batch(2)
     policy = policy_for(tmp_path / "run", model, optimizer, iterator)
-    results = train.fit(model, optimizer, policy, iterator, 4, valid, log_dir=tmp_path / "logs", log_every=2,
-                        eval_every=3, sample=lambda step: f"sample at {step}", verbose=0)
+    results = loop.fit(model, optimizer, policy, iterator, 4, valid, log_dir=tmp_path / "logs", log_every=2,
+                       eval_every=3, sample=lambda step: f"sample at {step}")
     logged = read_events(tmp_path / "logs" / "train")
     assert [step for step, _ in logged["loss"]] == [2, 4]
     assert float(logged["loss"][-1][1]) == pytest.approx(results["loss"], rel=1e-6)
@@ -366,7 +383,7 @@ def test_fit_logs_train_and_valid_scalars_and_a_text_sample_to_tensorboard(tmp_p
 def test_fit_stops_after_the_step_at_which_stop_turns_true_with_a_checkpoint_of_that_step(tmp_path):
     ids = np.random.default_rng(2).integers(0, V, 60).astype(np.int32)
     model, optimizer = tiny_lm(4), keras.optimizers.Adam(0.01)
-    iterator = iter(train.training_batches(ids, context_length=4, batch_size=2, seed=0))
+    iterator = iter(loop.training_batches(ids, context_length=4, batch_size=2, seed=0))
     policy = policy_for(tmp_path, model, optimizer, iterator, checkpoint_every=4)
     asked = []
 
@@ -374,7 +391,7 @@ def test_fit_stops_after_the_step_at_which_stop_turns_true_with_a_checkpoint_of_
         asked.append(int(policy.step.numpy()))
         return len(asked) == 5
 
-    results = train.fit(model, optimizer, policy, iterator, 9, stop=stop, verbose=0)
+    results = loop.fit(model, optimizer, policy, iterator, 9, stop=stop)
     assert asked == [1, 2, 3, 4, 5] and results["step"] == 5
     assert checkpoint_numbers(tmp_path) == [4, 5]
     reader = tf.train.load_checkpoint(str(tmp_path / "ckpt-5"))
@@ -383,18 +400,18 @@ def test_fit_stops_after_the_step_at_which_stop_turns_true_with_a_checkpoint_of_
 
     asked.clear()
     asked.extend([0] * 2)  # stop after the third step of the next call: step 8, a checkpoint step, saved once
-    assert train.fit(model, optimizer, policy, iterator, 9, stop=stop, verbose=0)["step"] == 8
+    assert loop.fit(model, optimizer, policy, iterator, 9, stop=stop)["step"] == 8
     assert checkpoint_numbers(tmp_path) == [4, 5, 8] and int(policy.checkpoint.save_counter.numpy()) == 3
-    assert train.fit(model, optimizer, policy, iterator, 9, stop=lambda: True, verbose=0)["step"] == 9  # the end
+    assert loop.fit(model, optimizer, policy, iterator, 9, stop=lambda: True)["step"] == 9  # the end
 
 
 # ---------------------------------------------------------------------------------------------------- progress
 def test_eta_leaves_out_the_first_step_which_includes_tracing():
     # The first step of this process ended 15 s after the start (tracing); the next 10 took 0.1 s each.
-    assert train.estimate_eta((1, 15.0), (11, 16.0), 1000) == pytest.approx(989 * 0.1)
-    assert train.estimate_eta((501, 15.0), (511, 16.0), 1000) == pytest.approx(489 * 0.1)  # a resumed run
-    assert train.estimate_eta((1, 15.0), (1, 15.0), 1000) is None  # no pace before a second step
-    assert train.estimate_eta((1, 15.0), (1000, 114.9), 1000) == 0.0
+    assert console.estimate_eta((1, 15.0), (11, 16.0), 1000) == pytest.approx(989 * 0.1)
+    assert console.estimate_eta((501, 15.0), (511, 16.0), 1000) == pytest.approx(489 * 0.1)  # a resumed run
+    assert console.estimate_eta((1, 15.0), (1, 15.0), 1000) is None  # no pace before a second step
+    assert console.estimate_eta((1, 15.0), (1000, 114.9), 1000) == 0.0
 
 
 class Stream(io.StringIO):
@@ -408,7 +425,7 @@ class Stream(io.StringIO):
 
 def test_progress_off_a_terminal_is_plain_lines_every_few_steps_with_an_eta_from_the_steps_after_the_first():
     clock, stream = FakeClock(), Stream(tty=False)
-    progress = train.Progress(1000, every=10, stream=stream, clock=clock)
+    progress = console.Progress(1000, every=10, stream=stream, clock=clock)
     for step in range(1, 31):
         clock.now = 15.0 if step == 1 else clock.now + 0.1
         progress.update(step, [("loss", 2.5), ("lr", 1e-3)], force=step == 25)
@@ -423,7 +440,7 @@ def test_progress_off_a_terminal_is_plain_lines_every_few_steps_with_an_eta_from
 
 def test_progress_on_a_terminal_rewrites_one_line_and_ends_it_at_the_last_step_or_on_close():
     clock, stream = FakeClock(), Stream(tty=True)
-    progress = train.Progress(4, stream=stream, clock=clock, min_interval=0.0)
+    progress = console.Progress(4, stream=stream, clock=clock, min_interval=0.0)
     for step, shown in ((1, [("loss", 1.0)]), (2, [("loss", 1.5), ("valid_loss", 2.0)]), (3, [("loss", 1.25)])):
         clock.now += 1.0
         progress.update(step, shown)
@@ -437,13 +454,13 @@ def test_progress_on_a_terminal_rewrites_one_line_and_ends_it_at_the_last_step_o
     progress.update(4, [("loss", 0.5)])
     assert stream.getvalue().endswith("ETA 0:01\n\rstep 4/4  loss 0.5000  valid_loss 2.0000  1000 ms/step\n")
     assert "\x1b" not in stream.getvalue() and "\b" not in stream.getvalue()
-    assert train.Progress(3, stream=Stream(tty=True)).interactive
-    assert not train.Progress(3, stream=Stream(tty=False)).interactive
+    assert console.Progress(3, stream=Stream(tty=True)).interactive
+    assert not console.Progress(3, stream=Stream(tty=False)).interactive
 
 
 def test_progress_on_a_terminal_pads_a_shorter_line_over_the_longer_one_before_it():
     clock, stream = FakeClock(), Stream(tty=True)
-    progress = train.Progress(3, stream=stream, clock=clock, min_interval=0.0)
+    progress = console.Progress(3, stream=stream, clock=clock, min_interval=0.0)
     for step in (1, 2, 3):
         clock.now += 1.0
         progress.update(step, [("loss", 1.0)])

@@ -355,10 +355,65 @@ def test_step_falls_back_to_a_plain_graph_when_xla_cannot_compile():
     full = model(tokens).numpy()
     logits, state = model.step(tokens[:, :3])
     assert model.jit_decode
-    for _ in range(2):  # the first one-token step meets the XLA error, the second goes straight to the graph
-        logits, _ = model.step(tokens[:, 3:], state)
-        np.testing.assert_allclose(np.reshape(logits, full[:, 3:].shape), full[:, 3:], atol=1e-5)
-        assert not model.jit_decode
+    with pytest.warns(RuntimeWarning, match="XLA cannot compile cached_forward .*PyFunc"):
+        logits, _ = model.step(tokens[:, 3:], state)  # the first one-token step meets the XLA error and says so
+    np.testing.assert_allclose(np.reshape(logits, full[:, 3:].shape), full[:, 3:], atol=1e-5)
+    assert not model.jit_decode
+    logits, _ = model.step(tokens[:, 3:], state)  # the second one goes straight to the plain graph
+    np.testing.assert_allclose(np.reshape(logits, full[:, 3:].shape), full[:, 3:], atol=1e-5)
+
+
+class RecordingModel(TransformerLanguageModel):
+    """Records whether each run of cached_forward executes eagerly."""
+
+    def cached_forward(self, tokens, caches, start):
+        self.eager_runs.append(tf.executing_eagerly())
+        return super().cached_forward(tokens, caches, start)
+
+
+def test_step_runs_eagerly_once_functions_run_eagerly_for_debugging():
+    keras.utils.set_random_seed(0)
+    model = RecordingModel(**CONFIG)
+    model.eager_runs = []
+    tf.config.run_functions_eagerly(True)
+    try:
+        _, state = model.step(np.array([[1, 2]], np.int32))
+        for _ in range(2):
+            _, state = model.step(np.array([[3]], np.int32), state)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    assert model.eager_runs == [True, True, True]
+    model.eager_runs.clear()
+    for _ in range(2):
+        _, state = model.step(np.array([[3]], np.int32), state)
+    assert model.eager_runs == [False]  # traced once, then the compiled step
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_a_checkpoint_of_the_model_restores_every_weight_into_a_fresh_one(tmp_path, dropout):
+    from assignment.runs import check_checkpointable
+
+    model = make_model(seed=3, dropout=dropout)
+    randomize(model, np.random.default_rng(13))
+    check_checkpointable(model)  # every block's weights are reachable: the blocks are a tuple, not a list
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    fresh = make_model(seed=4, dropout=dropout)
+    tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
+    assert [v.path.split("/", 1)[1] for v in fresh.weights] == [v.path.split("/", 1)[1] for v in model.weights]
+    for saved, restored in zip(model.weights, fresh.weights, strict=True):
+        np.testing.assert_array_equal(saved.numpy(), restored.numpy(), err_msg=saved.path)
+    tokens = np.array([[3, 1, 4, 1, 5]], np.int32)
+    np.testing.assert_array_equal(fresh(tokens), model(tokens))
+
+
+def test_learned_positions_are_the_default_of_the_model_and_of_the_train_command():
+    import inspect
+
+    from assignment import cli_train
+
+    default = inspect.signature(TransformerLanguageModel).parameters["positional"].default
+    assert default == cli_train.build_parser().get_default("positional") == "learned"
+    assert make_model().position_embedding is not None
 
 
 def test_more_than_context_length_positions_raise_value_error():

@@ -24,7 +24,8 @@ CHANGED_MIN = 1e-5
 
 MHA_WEIGHTS = ("query", "key", "value", "output")
 MHA_D_MODEL, MHA_HEADS = 16, 4
-MODEL_CONFIG = {"vocab_size": 23, "context_length": 12, "d_model": 16, "num_heads": 2, "num_layers": 2}
+MODEL_CONFIG = {"vocab_size": 23, "context_length": 12, "d_model": 16, "num_heads": 2, "num_layers": 2,
+                "positional": "sinusoidal"}
 ATTENTION_CASES = {
     "causal": ((2, 3, 6, 4), (2, 3, 6, 4), (2, 3, 6, 5), np.tril(np.ones((6, 6), bool))),
     "unmasked": ((2, 4, 4), (2, 5, 4), (2, 5, 3), None),

@@ -290,7 +290,7 @@ OTHER_TOKENIZER_AND_TRAINING = Alternative(
                     sums.append(float(sequence_loss(labels, model(inputs, training=False))) * n)
                     counts.append(n)
                 loss = sum(sums) / sum(counts)
-                return {"loss": loss, "perplexity": float(np.exp(loss))}
+                return {"loss": loss, "perplexity": math.exp(loss)}
         '''),
     ),
 )

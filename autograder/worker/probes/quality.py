@@ -14,13 +14,13 @@ BATCH_SIZE = 16
 def checkpoint_nll(sub, run_dir: str, text: str) -> dict:
     """{"nll": total NLL (nats) of tokens 1..N-1 of the encoded text, "characters": characters those tokens cover}.
 
-    The run is loaded with the submission's own models.load_run (config.json, tokenizer, best or latest checkpoint).
+    The run is loaded with the submission's own runs.load_run (config.json, tokenizer, best or latest checkpoint).
     The token stream is cut into non-overlapping windows of the run's context length; every token except the first is
     predicted once, from the tokens before it in its window.
     """
     import tensorflow as tf
 
-    model, tokenizer, config = sub.module("models").load_run(run_dir)
+    model, tokenizer, config = sub.module("runs").load_run(run_dir)
     ids = np.asarray(tokenizer.encode(text), dtype=np.int32)
     context = int(config.get("context_length", 128))
     full = (len(ids) - 1) // context

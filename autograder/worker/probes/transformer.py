@@ -62,6 +62,15 @@ def model_forward(sub, config: dict, seed: int, tokens: np.ndarray) -> dict:
     return {"logits": to_numpy(model(tf.constant(tokens, tf.int32)))}
 
 
+def _sublayer(owner, name: str):
+    """The sublayer attribute `name` of `owner`, or None; "block_<i>" is also `owner.blocks[i]` (a tuple of blocks)."""
+    found = getattr(owner, name, None)
+    blocks = getattr(owner, "blocks", None)
+    if found is None and name.startswith("block_") and name[6:].isdigit() and isinstance(blocks, (list, tuple)):
+        found = blocks[int(name[6:])] if int(name[6:]) < len(blocks) else None
+    return found
+
+
 def _assign_by_path(model, weights: dict, what: str) -> None:
     """Assign each weights["<sublayer>/.../<variable>"] (a path below the model, e.g. "block_0/norm1/gamma").
 
@@ -74,7 +83,7 @@ def _assign_by_path(model, weights: dict, what: str) -> None:
         *layers, leaf = path.split("/")
         owner, where = model, what
         for name in layers:
-            owner, where = getattr(owner, name, None), f"{where}.{name}"
+            owner, where = _sublayer(owner, name), f"{where}.{name}"
             if owner is None:
                 raise ValueError(f"{where} does not exist: keep the sublayer names that the given code creates.")
         variable = getattr(owner, leaf, None)
