@@ -60,8 +60,12 @@ def run_fixtures(args: argparse.Namespace) -> int:
         print(f"fixtures: unknown parts {sorted(unknown)} (known: {', '.join(WITH_FIXTURES)})", file=sys.stderr)
         return 2
     out = args.out or _default_fixtures()
-    fixtures = build_fixtures(seed, parts)
+    redraws: dict[str, list[list[str]]] = {}
+    fixtures = build_fixtures(seed, parts, redraws)
     fixture_files.save(fixtures, out, seed, parts)
+    for test_id, rejected in redraws.items():
+        print(f"{test_id}: hidden values drawn again {len(rejected)} time(s); rejected draws failed by "
+              + "; ".join(", ".join(labels) for labels in rejected))
     print(f"wrote fixtures for {', '.join(parts)} to {out}")
     return 0
 

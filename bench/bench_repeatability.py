@@ -32,7 +32,7 @@ STATISTICAL_TESTS = ("samplers.temperature_distribution", "samplers.top_k_distri
 def sampler_failures(runs: int, seed: int) -> None:
     from autograder.build import inprocess
     from autograder.build.record import build_fixtures
-    from autograder.qa.alternatives import SORT_FREE_SAMPLERS
+    from autograder.build.routes import SORT_FREE_SAMPLERS
     from autograder.qa.mutants import PackageSubmission, write_submission
 
     fixtures = build_fixtures(seed, parts=["samplers"])

@@ -16,8 +16,8 @@ from collections.abc import Callable
 import pytest
 
 from autograder.build import inprocess
+from autograder.build.routes import ALTERNATIVES
 from autograder.parts import GRADED
-from autograder.qa.alternatives import ALTERNATIVES
 from autograder.qa.mutants import (
     MODULE_PARTS,
     REFERENCE_DIR,

@@ -105,8 +105,9 @@ def hidden_tests(parts: Iterable[str] | None = None) -> list:
     return [t for t in ALL_TESTS if (t.part in wanted if wanted is not None else t.part != "quality")]
 
 
-def run_test(test: Any, ctx: InProcessContext) -> Outcome:
-    """Run one hidden test; any exception (a crashing probe, a broken reply) scores 0 with its message.
+def run_test(test: Any, ctx: InProcessContext, attempt: int = 0) -> Outcome:
+    """Run one hidden test; any exception (a crashing probe, a broken reply) scores 0 with its message. A recording
+    context draws the test's hidden values with draw `attempt` of its generator.
 
     The global random seeds (Python, numpy, TensorFlow) are reset first, so that an outcome does not depend on which
     tests ran before in this process (tf.data shuffles, for one, combine their seed with the global one).
@@ -116,7 +117,7 @@ def run_test(test: Any, ctx: InProcessContext) -> Outcome:
     from autograder.judge.registry import TestFailure
 
     keras.utils.set_random_seed(ctx.seed)
-    ctx.start_test(test.id)
+    ctx.start_test(test.id, attempt)
     start = time.perf_counter()
     try:
         result = test.fn(ctx)

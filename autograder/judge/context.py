@@ -8,8 +8,9 @@ A hidden test declares each hidden input and expected value next to the check th
 While the fixtures are built (`recording`), `make` runs, its value is stored under "<test id>/<key>" and the test then
 sees the value exactly as grading will load it (arrays keep their dtype; everything else goes through JSON). While a
 submission is graded, the stored value is returned and `make` never runs, so it may import TensorFlow, Keras or the
-reference solution: the judge does not. `ctx.rng` (a generator seeded by the fixture seed and the test id) exists only
-while recording.
+reference solution: the judge does not. `ctx.rng` (a generator seeded by the fixture seed, the test id and the draw
+attempt) exists only while recording; a test's values are drawn again, with the next attempt, when a correct solution
+fails them (`autograder.build.record`).
 """
 
 from __future__ import annotations
@@ -41,18 +42,26 @@ def storable(value: Any) -> Any:
                         f"{exc}") from None
 
 
+def rng_seed(seed: int, test_id: str, attempt: int = 0) -> list[int]:
+    """The seed sequence of a test's generator: (fixture seed, test id, attempt); the first draw omits the attempt, so
+    that it is the same as before redraws existed."""
+    return [int(seed), zlib.crc32(test_id.encode())] + ([int(attempt)] if attempt else [])
+
+
 class HiddenValues:
     """The part of a test's context that holds its hidden inputs and expected values (see the module docstring)."""
 
     fixtures: dict[str, Any]
     seed: int
     test_id: str = ""
+    attempt: int = 0
     recording: bool = False
     _rng: np.random.Generator | None = None
 
-    def start_test(self, test_id: str) -> None:
-        """Point the context at the hidden values of test `test_id`."""
+    def start_test(self, test_id: str, attempt: int = 0) -> None:
+        """Point the context at the hidden values of test `test_id`, drawn (while recording) by draw `attempt`."""
         self.test_id = test_id
+        self.attempt = attempt
         self._rng = None
 
     def hidden(self, key: str, make: Callable[[], Any]) -> Any:
@@ -69,7 +78,7 @@ class HiddenValues:
         if not self.recording:
             raise RuntimeError("ctx.rng draws hidden inputs: use it only inside the make functions of ctx.hidden")
         if self._rng is None:
-            self._rng = np.random.default_rng([int(self.seed), zlib.crc32(self.test_id.encode())])
+            self._rng = np.random.default_rng(rng_seed(self.seed, self.test_id, self.attempt))
         return self._rng
 
     def _value(self, key: str, make: Callable[[], Any]) -> Any:

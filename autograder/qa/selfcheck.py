@@ -190,8 +190,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.update(KERNEL_ENVIRONMENT)  # before TensorFlow is imported: the worker's kernels build the fixtures
     from autograder.build import inprocess
     from autograder.build.record import build_fixtures
+    from autograder.build.routes import ALTERNATIVES
     from autograder.judge import fixture_files
-    from autograder.qa.alternatives import ALTERNATIVES
     from autograder.qa.mutants import MutantError, all_mutants, write_submission
 
     started = time.monotonic()

@@ -1,13 +1,16 @@
-"""Correct solutions written differently from the reference; every one must get full marks.
+"""Alternative correct solutions: the other natural routes through the handout; every one must get full marks.
 
 They guard against hidden tests that accept only the reference's way of writing things (the same operations in the
 same order, bit-identical rounding, the same sort). Each alternative replaces student-written functions of one or
-more modules, with the same `Edit` machinery as the mutants.
+more modules (`autograder.build.edits`, the machinery of the mutants too). They are shipped: recording the fixtures
+(`autograder.build.record`) runs every hidden test against each alternative whose edited modules its part sees, and
+redraws a test's hidden inputs when one fails them, so no fixture seed can dock a correct solution. `selfcheck` grades
+them too.
 """
 
 from __future__ import annotations
 
-from autograder.qa.mutants import Alternative, Edit
+from autograder.build.edits import Alternative, Edit
 
 EINSUM_ATTENTION = Alternative(
     "einsum-attention",
@@ -295,4 +298,69 @@ OTHER_TOKENIZER_AND_TRAINING = Alternative(
     ),
 )
 
-ALTERNATIVES = [EINSUM_ATTENTION, MANUAL_RECURRENCE, SORT_FREE_SAMPLERS, OTHER_TOKENIZER_AND_TRAINING]
+TOP_P_BY_PROBABILITIES = Alternative(
+    "top-p-probabilities",
+    "samplers: top-p on the probabilities, as the rule reads: sorted softmax, exclusive cumulative sum, threshold on "
+    "the smallest kept probability and probs >= threshold (ties decided on float32 probabilities, not logits)",
+    (
+        Edit("samplers", "top_p_filter", replacement='''
+            def top_p_filter(logits, p):
+                logits = _check_logits(logits)
+                _check_p(p)
+                if p == 1.0:
+                    return logits
+                probs = tf.nn.softmax(logits, axis=-1)
+                sorted_probs = tf.sort(probs, axis=-1, direction="DESCENDING")
+                mass_before = tf.cumsum(sorted_probs, axis=-1, exclusive=True)
+                threshold = tf.reduce_min(tf.where(mass_before < p, sorted_probs, np.inf), axis=-1, keepdims=True)
+                return tf.where(probs >= threshold, logits, -np.inf)
+        '''),
+    ),
+)
+
+EAGER_GENERATION = Alternative(
+    "eager-generation",
+    "samplers: generate draws each token with an eager call of sample (same seeds [seed, s]) instead of the graph "
+    "of compiled_sampler",
+    (
+        Edit("samplers", "generate", patch=(
+            ("draw = compiled_sampler(temperature, top_k, top_p)",
+             "draw = functools.partial(sample, temperature=temperature, top_k=top_k, top_p=top_p)"),
+        )),
+    ),
+)
+
+SEGMENT_SUM_GRAD_NORM = Alternative(
+    "segment-sum-grad-norm",
+    "train: the global gradient norm from the sparse gradients with their repeated rows summed "
+    "(unsorted_segment_sum over unique indices) and one tf.norm of every gradient flattened and concatenated; "
+    "clipping by a scale clip_norm / max(norm, clip_norm)",
+    (
+        Edit("train", "train_step", replacement='''
+            def train_step(model, optimizer, inputs, labels, clip_norm=None):
+                if clip_norm is not None and not clip_norm > 0:
+                    raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
+                with tf.GradientTape() as tape:
+                    loss = sequence_loss(labels, model(inputs, training=True))
+                variables = model.trainable_variables
+                grads = tape.gradient(loss, variables)
+                pieces = []  # what the norm sums over: dense gradients, and the distinct rows of sparse ones
+                for grad in grads:
+                    if isinstance(grad, tf.IndexedSlices):
+                        unique, position = tf.unique(grad.indices)
+                        grad = tf.math.unsorted_segment_sum(grad.values, position, tf.size(unique))
+                    pieces.append(tf.reshape(grad, [-1]))
+                grad_norm = tf.norm(tf.concat(pieces, axis=0))
+                dense = [tf.convert_to_tensor(grad) for grad in grads]
+                if clip_norm is not None:
+                    scale = clip_norm / tf.maximum(grad_norm, clip_norm)
+                    dense = [grad * scale for grad in dense]
+                optimizer.apply_gradients(zip(dense, variables))
+                return {"loss": loss, "grad_norm": grad_norm}
+        '''),
+    ),
+)
+
+ALTERNATIVES = [EINSUM_ATTENTION, MANUAL_RECURRENCE, SORT_FREE_SAMPLERS, OTHER_TOKENIZER_AND_TRAINING,
+                TOP_P_BY_PROBABILITIES, EAGER_GENERATION, SEGMENT_SUM_GRAD_NORM]
+"""Every alternative; recording guards each test with the alternatives whose `parts` include the test's part."""
