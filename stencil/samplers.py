@@ -89,6 +89,9 @@ def top_p_filter(logits: tf.Tensor, p: float) -> tf.Tensor:
 
     logits [B, V] -> [B, V] with the dropped tokens set to -inf. The token that crosses p is kept, the most likely
     token is always kept, tokens of equal probability are kept or dropped together, and p = 1 keeps everything.
+    Order and ties are decided on the logits (softmax is monotonic: "strictly more probable" is "strictly larger
+    logit"); the probabilities are only summed. Float32 softmax can give equal logits values that differ in the last
+    bit, so comparing probabilities could split a tie.
     """
     logits = _check_logits(logits)
     _check_p(p)

@@ -491,7 +491,8 @@ def test_build_zip_holds_what_gradescope_runs(tmp_path: Path) -> None:
         requirements = zf.read("requirements-gradescope.txt").decode()
     assert {"setup.sh", "run_autograder", "requirements-gradescope.txt", "autograder/points.json",
             "autograder/judge/__init__.py", "autograder/worker/__main__.py", "autograder/build/record.py",
-            "assignment/preprocess.py", "data/prepare.py"} <= names
+            "autograder/build/edits.py", "autograder/build/routes.py", "assignment/preprocess.py",
+            "data/prepare.py"} <= names
     assert modes["setup.sh"] & 0o111 and modes["run_autograder"] & 0o111
     assert not [n for n in names if n.startswith(("tests/", "stencil/", "dist/", "autograder/qa/"))
                 or n in ("autograder/build/package.py",) or n.endswith((".npz", ".pyc"))]

@@ -2,9 +2,10 @@
 
 Gradescope unpacks the zip into /autograder/source and runs `setup.sh` once when it builds the image; `run_autograder`
 (copied to /autograder/run_autograder) grades each submission. The zip holds what `SHIPPED` lists (the judge, the
-worker, the hidden tests, points.json, the reference solution `assignment/` and `data/`, only to build the fixtures
-during setup), `requirements-gradescope.txt` with pinned versions, and the two scripts. Fixtures are not in the zip:
-setup.sh builds them with a fresh random seed on the image and makes them readable by root only.
+worker, the hidden tests, points.json and, only to build the fixtures during setup, the reference solution
+`assignment/`, the alternative correct solutions that guard the recording and `data/`), `requirements-gradescope.txt`
+with pinned versions, and the two scripts. Fixtures are not in the zip: setup.sh builds them with a fresh random seed
+on the image and makes them readable by root only.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ scipy==1.15.3
 SHIPPED = (
     "autograder/__init__.py", "autograder/__main__.py", "autograder/parts.py", "autograder/points.json",
     "autograder/judge/", "autograder/worker/", "autograder/build/__init__.py",
-    "autograder/build/inprocess.py", "autograder/build/record.py", "assignment/", "data/__init__.py",
-    "data/prepare.py",
+    "autograder/build/inprocess.py", "autograder/build/record.py", "autograder/build/edits.py",
+    "autograder/build/routes.py", "assignment/", "data/__init__.py", "data/prepare.py",
 )
 """What grading needs, as an allow-list (a name ending in "/" means every .py file below that folder): the judge, the
-hidden tests, the worker, and the reference and corpus preparation that setup.sh builds the fixtures with. Staff-only
-material (self-check, mutants, alternatives, adversarial submissions, kit tests, stencil) is never shipped."""
+hidden tests, the worker, and what setup.sh builds the fixtures with: the reference, the alternative correct solutions
+that guard the recording (`routes.py`, written by `edits.py`) and corpus preparation. Staff-only material (self-check,
+mutants, adversarial submissions, kit tests, stencil) is never shipped."""
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 

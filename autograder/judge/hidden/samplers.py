@@ -193,7 +193,7 @@ def _compare_kept(kept: np.ndarray, expected: np.ndarray, what: str, rule: str) 
 TOP_K_RULE = "keep every token whose logit is >= the k-th largest logit of its row (ties at the boundary all kept)."
 TOP_P_RULE = (
     "keep token i iff the total probability of the tokens strictly more probable than i is < p (so the token that "
-    "crosses p is kept and ties are kept or dropped together)."
+    "crosses p is kept and ties are kept or dropped together; order and ties are decided on the logits)."
 )
 
 
