@@ -8,6 +8,10 @@
    in this process, TensorFlow imported once, each against the tests of the parts it touches, spread over `--jobs`
    processes (`--full` grades each one through `judge.grade` instead, which is slower).
 
+With `--seeds N` it checks fairness over fixture seeds instead: for each of N seeds (`--seed`, `--seed` + 1, ...) it
+records fresh fixtures and grades the reference and every alternative on them (through `judge.grade`, or in this
+process with `--in-process`); any lost point is a surprise.
+
 Exits 1 on any surprise (and 2 on bad arguments), so that CI can run it.
 """
 
@@ -73,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker-user", default="auto", help="worker user for judge.grade ('none': no drop)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="processes that run the mutants in process (default: 2; --full grades one at a time)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="grade the reference and every alternative on N fixture seeds, fresh fixtures for each "
+                             "(no stencil, no mutants)")
 
 
 def _write_stencil(target: Path) -> None:
@@ -183,11 +190,78 @@ def _print_matrix(rows: list[MutantResult], tests: list) -> None:
             print(f"  {r.mutant.id:<{width}}  " + "".join(f"{m:<5}" for m in marks) + f" {_status(r)}")
 
 
+def _known_score(directory: Path, label: str, parts: Sequence[str], fixtures: dict, fixtures_dir: Path,
+                 args: argparse.Namespace) -> tuple[float, float, list[str]]:
+    """(score, maximum, failed tests with their messages) of one known submission, in process or by judge.grade."""
+    if args.in_process:
+        earned, total, failed = _in_process_score(directory, label.replace(" ", "_"), parts, fixtures)
+        return round(earned, 4), round(total, 4), [f"{name}: {message}" for name, message in failed]
+    wanted = list(parts) + (["audit"] if set(parts) == set(GRADED_PARTS) else [])
+    graded = _grade(directory, wanted, fixtures_dir, args.worker_user)
+    failed = [f"{t['name']}: {t['output'][:300]}" for t in graded["tests"] if t["status"] != "passed"]
+    return graded["score"], graded["extra_data"]["max_score"], failed
+
+
+def run_seeds(args: argparse.Namespace) -> int:
+    """`--seeds N`: the reference and every alternative of the selected parts must get full marks on each of N
+    fixture seeds, with fresh fixtures per seed."""
+    from autograder.build import inprocess
+    from autograder.build.record import build_fixtures
+    from autograder.build.routes import ALTERNATIVES
+    from autograder.judge import fixture_files
+    from autograder.qa.mutants import write_submission
+
+    first = inprocess.SEED if args.seed is None else args.seed
+    parts = list(args.parts or GRADED_PARTS)
+    alternatives = [a for a in ALTERNATIVES if set(a.parts) & set(parts)]
+    scratch = Path(tempfile.mkdtemp(prefix="lm-selfcheck-seeds-"))
+    os.chmod(scratch, 0o755)
+    losses: list[str] = []
+    redrawn = 0
+    try:
+        known = [("reference", write_submission((), scratch / "reference"), parts)]
+        known += [(f"alternative {a.id}", write_submission(a.edits, scratch / f"alternative-{a.id}"),
+                   [p for p in a.parts if p in parts]) for a in alternatives]
+        print(f"{len(known)} solutions on {args.seeds} fixture seeds from {first}, parts {', '.join(parts)}"
+              + (" (in process)" if args.in_process else " (graded by judge.grade)"))
+        for seed in range(first, first + args.seeds):
+            t0 = time.monotonic()
+            redraws: dict[str, list[list[str]]] = {}
+            fixtures = build_fixtures(seed, parts, redraws)
+            redrawn += sum(len(r) for r in redraws.values())
+            fixtures_dir = scratch / f"fixtures-{seed}"
+            fixture_files.save(fixtures, fixtures_dir, seed, parts)
+            lost = []
+            for label, directory, graded_parts in known:
+                score, maximum, failed = _known_score(directory, label, graded_parts, fixtures, fixtures_dir, args)
+                if score != maximum:
+                    lost.append(f"{label} {score:g} / {maximum:g}")
+                    losses += [f"seed {seed}, {label}: {line}" for line in failed[:5]]
+            shutil.rmtree(fixtures_dir, ignore_errors=True)
+            print(f"  seed {seed}: {'ok' if not lost else 'LOSS ' + '; '.join(lost)}"
+                  + (f" (redrawn: {', '.join(sorted(redraws))})" if redraws else "")
+                  + f" {time.monotonic() - t0:.1f} s", flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"\n{redrawn} rejected draw(s) over {args.seeds} seeds; {len(losses)} lost test(s)")
+    for line in losses:
+        print(f"  - {line}")
+    if losses:
+        return 1
+    print("selfcheck passed")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from autograder.judge.runner import KERNEL_ENVIRONMENT
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.update(KERNEL_ENVIRONMENT)  # before TensorFlow is imported: the worker's kernels build the fixtures
+    if args.seeds is not None:
+        if args.seeds < 1:
+            print("selfcheck: --seeds must be at least 1", file=sys.stderr)
+            return 2
+        return run_seeds(args)
     from autograder.build import inprocess
     from autograder.build.record import build_fixtures
     from autograder.build.routes import ALTERNATIVES
