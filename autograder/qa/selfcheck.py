@@ -2,7 +2,7 @@
 
 1. The reference solution must get full marks and the untouched stencil (generated from it) zero, both graded by
    `judge.grade` exactly as a student submission is (worker process, fixtures files, points.json).
-2. Every alternative correct solution (`autograder.alternatives`) must get full marks on its parts, also through
+2. Every alternative correct solution (`autograder.build.routes`) must get full marks on its parts, also through
    `judge.grade`.
 3. Every mutant (`autograder.qa.mutants`) must fail at least one of the hidden tests named for it (by id). Mutants run
    in this process, TensorFlow imported once, each against the tests of the parts it touches, spread over `--jobs`
