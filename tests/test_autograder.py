@@ -226,6 +226,7 @@ def test_syntax_error_is_reported_with_its_line(tmp_path: Path, fixtures_dir: Pa
     windows = result_of(results, WINDOWS)
     assert windows["status"] == "failed"
     assert "preprocess.py failed to import: SyntaxError" in windows["output"] and f"line {line}" in windows["output"]
+    assert windows["output"].count(f"line {line}") == 1, windows["output"]  # the location once, not repeated
 
 
 def test_megabytes_of_output_are_truncated(tmp_path: Path, fixtures_dir: Path) -> None:
