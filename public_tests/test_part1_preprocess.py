@@ -62,7 +62,7 @@ def naive_bpe_encode(pretokenize, merges: list[tuple[int, int]], text: str) -> l
     for chunk in pretokenize(text):
         ids = list(chunk.encode("utf-8"))
         while True:
-            ranked = [(rank[(a, b)], i) for i, (a, b) in enumerate(zip(ids, ids[1:])) if (a, b) in rank]
+            ranked = [(rank[(a, b)], i) for i, (a, b) in enumerate(zip(ids, ids[1:], strict=False)) if (a, b) in rank]
             if not ranked:
                 break
             best_rank = min(ranked)[0]
@@ -155,7 +155,7 @@ def test_bpe_encode_matches_a_naive_encoder_and_round_trips(preprocess, text):
 
 def test_bpe_decode_joins_bytes_before_decoding(preprocess):
     tokenizer = preprocess.BPETokenizer()
-    assert tokenizer.decode(list("é€".encode("utf-8"))) == "é€"  # one byte per token: characters span tokens
+    assert tokenizer.decode(list("é€".encode())) == "é€"  # one byte per token: characters span tokens
     assert tokenizer.decode([0xC3]) == "\ufffd"  # an incomplete character becomes the replacement character
 
 

@@ -162,5 +162,5 @@ def test_language_model_step_split_equals_call(request, module_name, class_name)
     np.testing.assert_allclose(np.concatenate([first, second, third], axis=1), full, atol=1e-5)
     _, whole_state = model.step(tokens)
     assert len(final) == len(whole_state) == (1 if module_name == "rnn" else 2)
-    for carried, whole in zip(final, whole_state):
+    for carried, whole in zip(final, whole_state, strict=True):
         np.testing.assert_allclose(np.asarray(carried), np.asarray(whole), atol=1e-5)

@@ -53,7 +53,7 @@ def draw(samplers, row: np.ndarray, seed: int, **kwargs) -> np.ndarray:
     return np.asarray(ids)
 
 
-# ---------------------------------------------------------------------------------------------------- greedy, temperature
+# ---------------------------------------------------------------------------------------------- greedy, temperature
 def test_greedy_picks_the_largest_logit_and_the_lowest_index_on_ties(samplers):
     ids = samplers.greedy(np.array([[0.0, 2.0, 1.0, 2.0], [-1.0, -1.0, -1.0, -3.0], [5.0, 0.0, 0.0, 5.0]], np.float32))
     assert ids.dtype.name == "int32"

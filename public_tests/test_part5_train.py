@@ -81,7 +81,7 @@ def test_train_step_is_one_sgd_step_with_the_dense_gradient_norm(train, lstm):
     np.testing.assert_allclose(float(result["loss"]), loss_before, rtol=1e-5)  # the loss before the update
     # The embedding's gradient has repeated rows (token ids repeat): the norm is that of the dense gradient.
     np.testing.assert_allclose(float(result["grad_norm"]), global_norm(grads), rtol=1e-4)
-    for old, grad, new in zip(before, grads, model.trainable_variables):
+    for old, grad, new in zip(before, grads, model.trainable_variables, strict=True):
         np.testing.assert_allclose(new.numpy(), old - 0.5 * grad, atol=1e-5)
 
 
@@ -94,12 +94,12 @@ def test_train_step_clips_by_the_global_norm_and_reports_the_norm_before(train, 
     clip = norm / 4.0
     result = train.train_step(model, keras.optimizers.SGD(1.0), inputs, labels, clip_norm=clip)
     np.testing.assert_allclose(float(result["grad_norm"]), norm, rtol=1e-4)
-    for old, grad, new in zip(before, grads, model.trainable_variables):
+    for old, grad, new in zip(before, grads, model.trainable_variables, strict=True):
         np.testing.assert_allclose(new.numpy(), old - grad * (clip / norm), atol=1e-5)  # every gradient scaled by 1/4
     # A clip_norm above the norm changes nothing.
     model = fresh_model(lstm, inputs)
     train.train_step(model, keras.optimizers.SGD(1.0), inputs, labels, clip_norm=10 * norm)
-    for old, grad, new in zip(before, grads, model.trainable_variables):
+    for old, grad, new in zip(before, grads, model.trainable_variables, strict=True):
         np.testing.assert_allclose(new.numpy(), old - grad, atol=1e-5)
 
 
@@ -178,9 +178,9 @@ def test_restore_resumes_model_optimizer_and_step(train, lstm, tmp_path):
 
     fresh = _policy(train, lstm, tmp_path)  # a new model and optimizer, not built yet: restore builds them
     assert fresh.restore() == 3 and int(fresh.step.numpy()) == 3
-    for saved, restored in zip(saved_weights, fresh.model.weights):
+    for saved, restored in zip(saved_weights, fresh.model.weights, strict=True):
         np.testing.assert_array_equal(restored.numpy(), saved)
     assert len(fresh.optimizer.variables) == len(saved_optimizer)
-    for saved, restored in zip(saved_optimizer, fresh.optimizer.variables):  # Adam's moments and iterations too
+    for saved, restored in zip(saved_optimizer, fresh.optimizer.variables, strict=True):  # Adam's moments, iterations
         np.testing.assert_array_equal(restored.numpy(), saved)
     assert _policy(train, lstm, tmp_path / "empty").restore() == 0
