@@ -149,11 +149,11 @@ def test_should_save_every_n_steps_or_after_the_minutes(train, lstm, tmp_path):
     assert [s for s in range(1, 16) if policy.should_save(s)] == [5, 10, 15]
     clock.now += 119.0
     assert not policy.should_save(7)
-    clock.now += 1.0  # two minutes since the policy started
+    clock.now += 2.0  # more than two minutes since the policy started
     assert policy.should_save(7)
     policy.save(7)  # a save resets the clock
     assert not policy.should_save(8)
-    clock.now += 120.0
+    clock.now += 121.0
     assert policy.should_save(8)
 
 
