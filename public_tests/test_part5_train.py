@@ -169,6 +169,7 @@ def test_save_best_only_on_a_strict_improvement(train, lstm, tmp_path):
 def test_restore_resumes_model_optimizer_and_step(train, lstm, tmp_path):
     inputs, labels = tokens_with_repeats(6)
     policy = _policy(train, lstm, tmp_path)
+    policy.model(inputs)
     for _ in range(3):
         train.train_step(policy.model, policy.optimizer, inputs, labels)
         policy.step.assign_add(1)

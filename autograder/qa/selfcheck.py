@@ -7,10 +7,10 @@
 3. Every mutant (`autograder.qa.mutants`) must fail at least one of the hidden tests named for it (by id). Mutants run
    in this process, TensorFlow imported once, each against the tests of the parts it touches, spread over `--jobs`
    processes (`--full` grades each one through `judge.grade` instead, which is slower).
-4. The public tests (`public_tests/`, shipped to students) must catch at least PUBLIC_KILL_RATE of the whole mutant
-   catalog: each mutant, written as a package, runs the public test files of the modules it edits
-   (`pytest -x -q` in process, spread over `--jobs` processes). The rate is printed beside the kill matrix;
-   `--public only` measures just this, `--public no` skips it.
+4. The public tests (`public_tests/`, shipped to students) must pass on every alternative correct solution and catch
+   at least PUBLIC_KILL_RATE of the whole mutant catalog: each alternative and mutant, written as a package, runs the
+   public test files of the modules it edits (`pytest -x -q` in process, spread over `--jobs` processes). The rate is
+   printed beside the kill matrix; `--public only` measures just this, `--public no` skips it.
 
 Exits 1 on any surprise (and 2 on bad arguments), so that CI can run it.
 """
@@ -80,7 +80,7 @@ class MutantResult:
 
 @dataclass
 class PublicResult:
-    """Whether the public tests of a mutant's modules caught it: pytest's exit status and the failing test."""
+    """The public tests of the modules a mutant (or alternative) edits: pytest's exit status and the first failure."""
 
     mutant: object
     status: int | None = None
@@ -173,17 +173,26 @@ def _print_public(rows: list[PublicResult], seconds: float) -> str | None:
         f"the public tests catch {100 * rate:.1f} % of the mutants, below {100 * PUBLIC_KILL_RATE:.0f} %")
 
 
-def _public_surprises(mutants: list, args: argparse.Namespace) -> list[str]:
-    """Run and print the public tests against `mutants`; the rate must reach PUBLIC_KILL_RATE over the whole catalog
-    (a selection by --parts or --mutants is only printed). Mutants that could not run are surprises too."""
+def _public_surprises(mutants: list, alternatives: list, args: argparse.Namespace) -> list[str]:
+    """Run and print the public tests against `alternatives` (each must pass) and `mutants`; the rate must reach
+    PUBLIC_KILL_RATE over the whole catalog (a selection by --parts or --mutants is only printed). Mutants that could
+    not run are surprises too."""
     scratch = Path(tempfile.mkdtemp(prefix="lm-selfcheck-public-"))
     t0 = time.monotonic()
     try:
-        rows = _public_rows(mutants, args.jobs, scratch)
+        rows = _public_rows([*alternatives, *mutants], args.jobs, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    correct, rows = rows[:len(alternatives)], rows[len(alternatives):]
+    surprises = []
+    print("\nPublic tests on the alternative correct solutions")
+    for r in correct:
+        ok = r.status == 0
+        print(f"  {'ok  ' if ok else 'FAIL'} alternative {r.mutant.id}" + ("" if ok else f": {r.error or r.failed}"))
+        if not ok:
+            surprises.append(f"alternative {r.mutant.id} fails the public tests: {r.error or r.failed}")
     low = _print_public(rows, time.monotonic() - t0)
-    surprises = [f"mutant {r.mutant.id} (public tests): {r.error}" for r in rows if r.error]
+    surprises += [f"mutant {r.mutant.id} (public tests): {r.error}" for r in rows if r.error]
     if low and not args.parts and not args.mutants:
         surprises.append(low)
     return surprises
@@ -339,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
                     key=GRADED_PARTS.index)
     surprises: list[str] = []
     if args.public == "only":
-        surprises += _public_surprises(mutants, args)
+        surprises += _public_surprises(mutants, alternatives, args)
         return _report(surprises, started)
 
     t0 = time.monotonic()
@@ -402,7 +411,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nTotals: {sum(r.killed for r in rows)} of {len(rows)} mutants killed by a named test; "
           f"{len(alternatives)} alternatives; mutants {mutant_seconds:.0f} s")
     if args.public == "yes":
-        surprises += _public_surprises(mutants, args)
+        surprises += _public_surprises(mutants, alternatives, args)
     return _report(surprises, started)
 
 
