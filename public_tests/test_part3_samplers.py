@@ -213,20 +213,20 @@ class CountingModel:
         return tf.constant(logits), self.latest
 
 
-def expected_calls(prompt_length: int, new: int, context_length: int | None = None) -> list[list[tuple[int, bool]]]:
-    """The calls to step that the handout allows: (tokens, state given) for the prompt, then each new token fed back
-    alone with the state, restarting from the last max(C // 2, 1) tokens (no state) when the cache is full. The last
-    new token need not be fed back (it is returned, not used), so both call lists are accepted."""
+def expected_calls(prompt_length: int, new: int, context_length: int | None = None) -> list[tuple[int, bool]]:
+    """The handout's calls to step, as (tokens, whether a state was given): the prompt (its last C tokens), then each
+    token drawn but the last fed back alone with the state, except that when the cache holds C positions the call is
+    a restart instead, on the last max(C // 2, 1) tokens without a state. N calls for N new tokens."""
     cached = prompt_length if context_length is None else min(prompt_length, context_length)
     calls = [(cached, False)]
-    for _ in range(new):
+    for _ in range(new - 1):
         if context_length is not None and cached >= context_length:
             cached = max(context_length // 2, 1)
             calls.append((cached, False))
         else:
             cached += 1
             calls.append((1, True))
-    return [calls[:new], calls[:new + 1]]
+    return calls if new else []
 
 
 def test_generate_returns_prompt_plus_new_tokens(samplers):
@@ -234,8 +234,16 @@ def test_generate_returns_prompt_plus_new_tokens(samplers):
     ids = samplers.generate(model, [1, 2, 3], max_new_tokens=6, temperature=0.0)
     assert ids.shape == (9,) and ids.dtype == np.int32
     np.testing.assert_array_equal(ids, [1, 2, 3, 4, 5, 6, 0, 1, 2])
-    # One call on the prompt, then one per new token on that token alone, with the state.
-    assert model.calls in expected_calls(3, 6)
+    # One call on the prompt, then one per new token but the last, on that token alone, with the state.
+    assert model.calls == expected_calls(3, 6) == [(3, False)] + [(1, True)] * 5
+
+
+def test_generate_zero_new_tokens_returns_the_prompt_without_calling_the_model(samplers):
+    model = CountingModel()
+    np.testing.assert_array_equal(samplers.generate(model, [4, 2], max_new_tokens=0), [4, 2])
+    assert model.calls == []
+    with pytest.raises(ValueError):
+        samplers.generate(model, [4, 2], max_new_tokens=-1)
 
 
 def test_generate_batched_prompt(samplers):
@@ -258,11 +266,11 @@ def test_generate_draws_step_s_with_seed_seed_s(samplers):
     np.testing.assert_array_equal(ids, np.concatenate(expected, axis=1))
 
 
-@pytest.mark.parametrize("context_length, prompt_length, new", [(4, 2, 9), (5, 7, 8), (1, 1, 3)])
+@pytest.mark.parametrize("context_length, prompt_length, new", [(4, 4, 5), (4, 2, 9), (5, 7, 8), (1, 1, 3)])
 def test_generate_restarts_the_cache_from_the_last_half_context(samplers, context_length, prompt_length, new):
     model = CountingModel(context_length)
     prompt = np.arange(prompt_length) % CountingModel.vocab_size
     ids = np.asarray(samplers.generate(model, prompt, max_new_tokens=new, temperature=0.0))
     assert ids.shape == (prompt_length + new,)
     np.testing.assert_array_equal(ids[prompt_length:], (prompt[-1] + 1 + np.arange(new)) % CountingModel.vocab_size)
-    assert model.calls in expected_calls(prompt_length, new, context_length)
+    assert model.calls == expected_calls(prompt_length, new, context_length)

@@ -4,6 +4,7 @@ with a fake clock."""
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 V, D, D_H = 7, 4, 5
@@ -123,6 +124,8 @@ def test_evaluate_weights_every_token_once(train, lstm):
     np.testing.assert_allclose(result["perplexity"], np.exp(numpy_loss(labels, logits)), rtol=1e-5)
     first = train.evaluate(model, dataset, max_batches=1)
     np.testing.assert_allclose(first["loss"], numpy_loss(labels[:2], logits[:2]), rtol=1e-5)
+    with pytest.raises(ValueError):
+        train.evaluate(model, dataset.take(0))
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
@@ -146,14 +149,14 @@ def _policy(train, lstm, directory, clock=None, **kwargs):
 def test_should_save_every_n_steps_or_after_the_minutes(train, lstm, tmp_path):
     clock = FakeClock()
     policy = _policy(train, lstm, tmp_path, clock, checkpoint_every=5, checkpoint_minutes=2.0)
-    assert [s for s in range(1, 16) if policy.should_save(s)] == [5, 10, 15]
-    clock.now += 119.0
+    assert [s for s in range(0, 16) if policy.should_save(s)] == [0, 5, 10, 15]
+    clock.now += 119.5
     assert not policy.should_save(7)
-    clock.now += 2.0  # more than two minutes since the policy started
+    clock.now += 0.5  # two minutes since the policy started: the boundary counts
     assert policy.should_save(7)
     policy.save(7)  # a save resets the clock
     assert not policy.should_save(8)
-    clock.now += 121.0
+    clock.now += 120.0
     assert policy.should_save(8)
 
 
