@@ -15,6 +15,10 @@ from types import ModuleType
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The autograder's kernels: without oneDNN, TensorFlow's CPU results do not depend on the CPU. Set before TensorFlow is
+# imported, so your results here are those of the grader (for one, tf.nn.softmax can then give equal logits slightly
+# different float32 probabilities at different positions of a row).
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 PACKAGE = os.environ.get("LM_PACKAGE", "stencil")
 importlib.import_module(PACKAGE)  # first: its __init__ keeps TensorFlow's start-up lines off the console
 

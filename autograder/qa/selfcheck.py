@@ -7,6 +7,10 @@
 3. Every mutant (`autograder.qa.mutants`) must fail at least one of the hidden tests named for it (by id). Mutants run
    in this process, TensorFlow imported once, each against the tests of the parts it touches, spread over `--jobs`
    processes (`--full` grades each one through `judge.grade` instead, which is slower).
+4. The public tests (`public_tests/`, shipped to students) must pass on every alternative correct solution and catch
+   at least PUBLIC_KILL_RATE of the whole mutant catalog: each alternative and mutant, written as a package, runs the
+   public test files of the modules it edits (`pytest -x -q` in process, spread over `--jobs` processes). The rate is
+   printed beside the kill matrix; `--public only` measures just this, `--public no` skips it.
 
 With `--seeds N` it checks fairness over fixture seeds instead: for each of N seeds (`--seed`, `--seed` + 1, ...) it
 records fresh fixtures and grades the reference and every alternative on them (through `judge.grade`, or in this
@@ -19,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import functools
+import io
 import multiprocessing
 import os
 import shutil
@@ -35,6 +41,17 @@ from autograder.parts import GRADED
 
 ROOT = Path(__file__).resolve().parents[2]
 GRADED_PARTS = GRADED
+PUBLIC_TEST_FILES = {
+    "preprocess": "test_part1_preprocess.py",
+    "rnn": "test_part2_recurrent.py",
+    "lstm": "test_part2_recurrent.py",
+    "samplers": "test_part3_samplers.py",
+    "transformer": "test_part4_transformer.py",
+    "train": "test_part5_train.py",
+}
+"""The public test file of each student module (in `public_tests/`)."""
+PUBLIC_KILL_RATE = 0.8
+"""Least fraction of the whole mutant catalog that must fail a public test (checked when no --parts or --mutants)."""
 
 
 @dataclass
@@ -65,6 +82,126 @@ class MutantResult:
         return None
 
 
+@dataclass
+class PublicResult:
+    """The public tests of the modules a mutant (or alternative) edits: pytest's exit status and the first failure."""
+
+    mutant: object
+    status: int | None = None
+    failed: str = ""
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def caught(self) -> bool:
+        return self.status == 1
+
+
+class _FirstFailure:
+    """pytest plugin that records the node id of the first test that fails (or errors)."""
+
+    def __init__(self) -> None:
+        self.nodeid = ""
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.failed and not self.nodeid:
+            self.nodeid = report.nodeid
+
+
+def _public_row(mutant, scratch: Path) -> PublicResult:
+    """Run the public test files of the modules `mutant` edits against the reference with the mutant applied.
+
+    The mutated modules are written as a package named after the mutant in a folder of their own, which goes first on
+    sys.path, and `LM_PACKAGE` names it (as `LM_PACKAGE=assignment python -m pytest public_tests` does). pytest runs
+    in this process (`-x -q`, TensorFlow imported once per process); the public tests' conftest is imported afresh
+    for each mutant, since it reads LM_PACKAGE when imported.
+    """
+    import pytest
+
+    from autograder.qa.mutants import MutantError, write_submission
+
+    result = PublicResult(mutant)
+    start = time.perf_counter()
+    package = "public_mutant_" + "".join(c if c.isalnum() else "_" for c in mutant.id)
+    folder = scratch / mutant.id
+    try:
+        write_submission(mutant.edits, folder / package)
+    except MutantError as exc:
+        result.error = str(exc)
+        return result
+    files = sorted({PUBLIC_TEST_FILES[e.module] for e in mutant.edits})
+    arguments = ["-x", "-q", "-p", "no:cacheprovider", f"--rootdir={ROOT}",
+                 *(str(ROOT / "public_tests" / name) for name in files)]
+    os.environ["LM_PACKAGE"] = package
+    sys.path.insert(0, str(folder))
+    sys.modules.pop("conftest", None)
+    first = _FirstFailure()
+    output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            result.status = int(pytest.main(arguments, plugins=[first]))
+    finally:
+        sys.path.remove(str(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+    result.failed = first.nodeid
+    if result.status not in (0, 1):
+        result.error = f"pytest exit status {result.status}: {output.getvalue()[-500:]}"
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _public_rows(mutants: list, jobs: int, scratch: Path) -> list[PublicResult]:
+    """The public-test result of every mutant, in order, run in `jobs` fresh processes (in this one when jobs <= 1)."""
+    if jobs <= 1 or len(mutants) < 2:
+        return [_public_row(m, scratch) for m in mutants]
+    context = multiprocessing.get_context("spawn")  # no fork of a process that has TensorFlow's threads
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        return list(pool.map(functools.partial(_public_row, scratch=scratch), mutants))
+
+
+def _print_public(rows: list[PublicResult], seconds: float) -> str | None:
+    """Print which mutants the public tests catch, per module and in total; a surprise when the rate is too low."""
+    print("\nPublic tests against the mutants (caught: a public test of the edited modules fails)")
+    for module in dict.fromkeys(r.mutant.module for r in rows):
+        part_rows = [r for r in rows if r.mutant.module == module]
+        print(f"\n[{module}] {sum(r.caught for r in part_rows)} of {len(part_rows)} caught")
+        width = max(len(r.mutant.id) for r in part_rows)
+        for r in part_rows:
+            mark = "ERROR " + (r.error or "") if r.error else ("caught  " + r.failed if r.caught else "missed")
+            print(f"  {r.mutant.id:<{width}}  {mark}")
+    caught = sum(r.caught for r in rows)
+    rate = caught / len(rows) if rows else 1.0
+    print(f"\nPublic tests catch {caught} of {len(rows)} mutants ({100 * rate:.1f} %, required "
+          f"{100 * PUBLIC_KILL_RATE:.0f} % of the whole catalog); {seconds:.0f} s")
+    return None if rate >= PUBLIC_KILL_RATE else (
+        f"the public tests catch {100 * rate:.1f} % of the mutants, below {100 * PUBLIC_KILL_RATE:.0f} %")
+
+
+def _public_surprises(mutants: list, alternatives: list, args: argparse.Namespace) -> list[str]:
+    """Run and print the public tests against `alternatives` (each must pass) and `mutants`; the rate must reach
+    PUBLIC_KILL_RATE over the whole catalog (a selection by --parts or --mutants is only printed). Mutants that could
+    not run are surprises too."""
+    scratch = Path(tempfile.mkdtemp(prefix="lm-selfcheck-public-"))
+    t0 = time.monotonic()
+    try:
+        rows = _public_rows([*alternatives, *mutants], args.jobs, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    correct, rows = rows[:len(alternatives)], rows[len(alternatives):]
+    surprises = []
+    print("\nPublic tests on the alternative correct solutions")
+    for r in correct:
+        ok = r.status == 0
+        print(f"  {'ok  ' if ok else 'FAIL'} alternative {r.mutant.id}" + ("" if ok else f": {r.error or r.failed}"))
+        if not ok:
+            surprises.append(f"alternative {r.mutant.id} fails the public tests: {r.error or r.failed}")
+    low = _print_public(rows, time.monotonic() - t0)
+    surprises += [f"mutant {r.mutant.id} (public tests): {r.error}" for r in rows if r.error]
+    if low and not args.parts and not args.mutants:
+        surprises.append(low)
+    return surprises
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parts", nargs="+", choices=GRADED_PARTS, default=None,
                         help="only the mutants and alternatives of these parts (default: all)")
@@ -80,6 +217,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="grade the reference and every alternative on N fixture seeds, fresh fixtures for each "
                              "(no stencil, no mutants)")
+    parser.add_argument("--public", choices=("yes", "no", "only"), default="yes",
+                        help="run the public tests against the mutants too (yes), skip that (no), or only that")
 
 
 def _write_stencil(target: Path) -> None:
@@ -282,6 +421,9 @@ def run(args: argparse.Namespace) -> int:
     needed = sorted({p for m in mutants for p in m.parts} | {p for a in alternatives for p in a.parts} | set(parts),
                     key=GRADED_PARTS.index)
     surprises: list[str] = []
+    if args.public == "only":
+        surprises += _public_surprises(mutants, alternatives, args)
+        return _report(surprises, started)
 
     t0 = time.monotonic()
     fixtures = build_fixtures(seed, needed)
@@ -341,8 +483,15 @@ def run(args: argparse.Namespace) -> int:
         if r.surprise:
             surprises.append(f"mutant {r.mutant.id}: {r.surprise}")
     print(f"\nTotals: {sum(r.killed for r in rows)} of {len(rows)} mutants killed by a named test; "
-          f"{len(alternatives)} alternatives; mutants {mutant_seconds:.0f} s, "
-          f"total {time.monotonic() - started:.0f} s")
+          f"{len(alternatives)} alternatives; mutants {mutant_seconds:.0f} s")
+    if args.public == "yes":
+        surprises += _public_surprises(mutants, alternatives, args)
+    return _report(surprises, started)
+
+
+def _report(surprises: list[str], started: float) -> int:
+    """Print the surprises (exit status 1) or that the self-check passed (0), and the total time."""
+    print(f"\nselfcheck took {time.monotonic() - started:.0f} s")
     if surprises:
         print(f"\n{len(surprises)} surprise(s):")
         for line in surprises:
