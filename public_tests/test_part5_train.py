@@ -4,6 +4,7 @@ with a fake clock."""
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 V, D, D_H = 7, 4, 5
@@ -123,6 +124,8 @@ def test_evaluate_weights_every_token_once(train, lstm):
     np.testing.assert_allclose(result["perplexity"], np.exp(numpy_loss(labels, logits)), rtol=1e-5)
     first = train.evaluate(model, dataset, max_batches=1)
     np.testing.assert_allclose(first["loss"], numpy_loss(labels[:2], logits[:2]), rtol=1e-5)
+    with pytest.raises(ValueError):
+        train.evaluate(model, dataset.take(0))
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints

@@ -292,6 +292,8 @@ OTHER_TOKENIZER_AND_TRAINING = Alternative(
                     n = int(tf.size(labels))
                     sums.append(float(sequence_loss(labels, model(inputs, training=False))) * n)
                     counts.append(n)
+                if not counts:
+                    raise ValueError("evaluate: the dataset holds no batches")
                 loss = sum(sums) / sum(counts)
                 return {"loss": loss, "perplexity": math.exp(loss)}
         '''),
