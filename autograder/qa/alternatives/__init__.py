@@ -269,9 +269,9 @@ OTHER_TOKENIZER_AND_TRAINING = Alternative(
             def train_step(model, optimizer, inputs, labels, clip_norm=None):
                 if clip_norm is not None and not clip_norm > 0:
                     raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
-                variables = model.trainable_variables
                 with tf.GradientTape() as tape:
                     loss = sequence_loss(labels, model(inputs, training=True))
+                variables = model.trainable_variables
                 grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
                 grad_norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(g)) for g in grads]))
                 if clip_norm is not None:
