@@ -295,4 +295,32 @@ OTHER_TOKENIZER_AND_TRAINING = Alternative(
     ),
 )
 
-ALTERNATIVES = [EINSUM_ATTENTION, MANUAL_RECURRENCE, SORT_FREE_SAMPLERS, OTHER_TOKENIZER_AND_TRAINING]
+ATTENTION_WEIGHT_DROPOUT = Alternative(
+    "attention-weight-dropout",
+    "transformer: dropout on the attention weights (as keras.layers.MultiHeadAttention does) instead of on the "
+    "attended values",
+    (
+        Edit("transformer", "MultiHeadSelfAttention.call", replacement='''
+            def call(self, x, cache=None, start=0, training=False):
+                if cache is not None and set(cache) != {"key", "value"}:
+                    raise ValueError(f"cache must be a dict with the keys 'key' and 'value', got {sorted(cache)}")
+                q = split_heads(tf.einsum("btd,dhk->bthk", x, self.query_kernel) + self.query_bias)
+                k = split_heads(tf.einsum("btd,dhk->bthk", x, self.key_kernel) + self.key_bias)
+                v = split_heads(tf.einsum("btd,dhk->bthk", x, self.value_kernel) + self.value_bias)
+                if cache is None:
+                    mask = causal_mask(tf.shape(x)[1])
+                else:
+                    k = update_cache(cache["key"], k, start)
+                    v = update_cache(cache["value"], v, start)
+                    mask = tf.gather(causal_mask(tf.shape(k)[2]), start + tf.range(tf.shape(x)[1]))
+                _, weights = scaled_dot_product_attention(q, k, v, mask)
+                weights = self.dropout(weights, training=training)  # [B, H, T, S]: a dropped key, per query
+                attended = tf.matmul(weights, v)
+                y = tf.einsum("bthk,hkd->btd", merge_heads(attended), self.output_kernel) + self.output_bias
+                return y if cache is None else (y, {"key": k, "value": v})
+        '''),
+    ),
+)
+
+ALTERNATIVES = [EINSUM_ATTENTION, MANUAL_RECURRENCE, SORT_FREE_SAMPLERS, OTHER_TOKENIZER_AND_TRAINING,
+                ATTENTION_WEIGHT_DROPOUT]
