@@ -196,7 +196,7 @@ def _invalid_utf8_ids(rng: np.random.Generator) -> dict:
     ]}
 
 
-@hidden_test("BPETokenizer.decode turns bytes that are not valid UTF-8 into replacement characters", PART, 0.5)
+@hidden_test("BPETokenizer.decode turns bytes that are not valid UTF-8 into replacement characters", PART, 1.0)
 def test_bpe_decode_invalid(ctx) -> None:
     case = ctx.hidden("case", lambda: _invalid_utf8_ids(ctx.rng))
     reply = expect_dict(ctx.call("preprocess.bpe_decode", merges=case["merges"], ids=case["ids"]), ("decoded",),
@@ -260,7 +260,7 @@ def test_char_tokenizer(ctx) -> None:
     expect_error(reply["unknown_error"], "ValueError", "CharTokenizer.encode of a character outside the vocabulary")
 
 
-@hidden_test("make_windows: int32 [N, T] inputs and labels shifted by one, stride, only full windows", PART, 1.5)
+@hidden_test("make_windows: int32 [N, T] inputs and labels shifted by one, stride, only full windows", PART, 3.0)
 def test_windows(ctx) -> None:
     ids = ctx.hidden("ids", lambda: ctx.rng.integers(0, 500, 23).astype(np.int32))
     for t, stride in ((4, None), (5, 2), (3, 7), (22, None)):

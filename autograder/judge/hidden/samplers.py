@@ -408,7 +408,7 @@ def _restart_calls(prompt_len: int, n: int, context_length: int) -> list[list[in
     return calls
 
 
-@hidden_test("generate restarts the cache from the last context_length // 2 tokens when it is full", PART, 0.5)
+@hidden_test("generate restarts the cache from the last context_length // 2 tokens when it is full", PART, 1.5)
 def test_generate_restart(ctx) -> None:
     for case in ctx.hidden("cases", lambda: _generate_restart_cases(ctx.rng)):
         prompt = np.asarray(case["prompt"], dtype=np.int64)
@@ -431,7 +431,7 @@ def test_generate_restart(ctx) -> None:
 
 
 @hidden_test("generate returns prompt + max_new_tokens ids and uses model.step with the carried state", PART,
-             weight=1.0)
+             weight=1.5)
 def test_generate(ctx) -> None:
     for case in ctx.hidden("cases", lambda: _generate_cases(ctx.rng)):
         prompt = np.asarray(case["prompt"], dtype=np.int64)
@@ -538,7 +538,7 @@ def _compiled_case(rng: np.random.Generator) -> dict:
 
 
 @hidden_test("compiled_sampler (sample in tf.function) with top_k and top_p draws as sample does, from the kept set",
-             PART, weight=1.0)
+             PART, weight=1.5)
 def test_compiled_filters(ctx) -> None:
     case = ctx.hidden("case", lambda: _compiled_case(ctx.rng))
     logits = np.asarray(case["logits"], dtype=np.float32)
