@@ -167,7 +167,7 @@ MUTANTS = [
         "step() gives the new tokens positions 0, 1, ... instead of continuing after the cached prefix",
         Edit(M, "TransformerLanguageModel.cached_forward",
              patch=((STEP_POSITIONS, "h = self.token_embedding(tokens) + self.positions(0, tf.shape(tokens)[1])"),)),
-        (KV,),
+        (KV, GENERATE),
     ),
     Mutant(
         "post-layer-norm",
@@ -226,7 +226,7 @@ MUTANTS = [
         Edit(M, "MultiHeadSelfAttention.call", patch=(
             ('return y if cache is None else (y, {"key": k, "value": v})', "return y if cache is None else (y, cache)"),
         )),
-        (KV,),
+        (KV, GENERATE),
     ),
     Mutant(
         "kv-cache-mask-first-rows",
