@@ -226,8 +226,9 @@ def _filtered(logits, temperature: float, top_k: int, top_p: float):
 @probe("transformer.generate")
 def generate(sub, config: dict, seed: int, scale: float, prompt: np.ndarray, max_new_tokens: int,
              temperature: float, top_k: int, top_p: float, generate_seed: int) -> dict:
-    """samplers.generate through a TransformerLanguageModel(**config) (weights N(0, scale^2), gamma around 1, XLA
-    decoding as in training) past its context, and what each step should draw given the tokens before it.
+    """samplers.generate through a TransformerLanguageModel(**config) (weights N(0, scale^2), gamma around 1) past
+    its context, and what each step should draw given the tokens before it. The decoding step runs as a plain graph
+    (jit_decode False): the same cached_forward as XLA's, without the compilation's time and memory in the worker.
 
     The handout's rule fixes which tokens the cache holds at every step (the prompt's last C tokens, one more per
     step, a restart from the last C // 2 when full); step s should draw from the full recompute model(those tokens)
@@ -242,6 +243,7 @@ def generate(sub, config: dict, seed: int, scale: float, prompt: np.ndarray, max
     for variable in model.weights:
         base = 1.0 if variable.path.endswith("gamma") else 0.0
         variable.assign(base + rng.normal(0.0, float(scale), tuple(variable.shape)).astype(np.float32))
+    model.jit_decode = False
     n, limit = int(max_new_tokens), int(config["context_length"])
     ids = to_numpy(sub.module("samplers").generate(model, prompt, n, temperature=temperature, top_k=int(top_k),
                                                    top_p=float(top_p), seed=int(generate_seed)))
