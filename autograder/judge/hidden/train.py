@@ -124,9 +124,10 @@ def test_evaluate(ctx) -> None:
 # ---------------------------------------------------------------------------------------------------- embedding model
 EMBED_DIM = 6
 EMBED_LEARNING_RATE = 0.5
-EMBED_CLIP_NORM = 0.05
 COMPILED_STEPS = 3
-COMPILED_CLIP_NORM = 0.5
+COMPILED_CLIP_NORM = 100.0
+"""Far above the gradient norms of the compiled steps: clipping is asked for (its branch is traced) but changes
+nothing, so a clipping slip costs the clipping test only."""
 REPEATED_IDS = 3
 """The gradient-norm test draws its tokens from the ids 0 .. REPEATED_IDS - 1 only, so every id repeats."""
 
@@ -211,15 +212,15 @@ def test_embedding_grad_norm(ctx) -> None:
             batch = np.stack([ctx.rng.integers(0, REPEATED_IDS, (1, 4, 6)),
                               ctx.rng.integers(0, VOCAB_SIZE, (1, 4, 6))]).astype(np.int32)
             dense, sliced = _sliced_norm(weights, batch[0, 0], batch[1, 0])
-            if abs(dense - sliced) > 0.05 * dense and dense > 2 * EMBED_CLIP_NORM:
+            if abs(dense - sliced) > 0.05 * dense:
                 return batch
         raise RuntimeError("no hidden batch tells the dense gradient norm from the per-occurrence one")
 
     batch = ctx.hidden("batch", draw)
-    what = (f"train_step(model, SGD, inputs, labels, clip_norm=...) on an Embedding -> Dense model, inputs with "
+    what = (f"train_step(model, SGD, inputs, labels) on an Embedding -> Dense model, inputs with "
             f"only {REPEATED_IDS} distinct ids (the global norm of the dense gradients: tf.convert_to_tensor each "
             "IndexedSlices first)")
-    reply, expected = _embedding_steps(ctx, what, batch[0], batch[1], EMBED_CLIP_NORM, compiled=False, built=True)
+    reply, expected = _embedding_steps(ctx, what, batch[0], batch[1], None, compiled=False, built=True)
     _check_steps(reply, expected, what)
 
 
@@ -232,9 +233,10 @@ def test_compiled_steps(ctx) -> None:
             inputs = ctx.rng.permutation(VOCAB_SIZE)[:10].reshape(2, 5)  # distinct ids: IndexedSlices are exact
             batch = np.stack([np.stack([inputs] * COMPILED_STEPS),  # the same batch every step: the loss must fall
                               np.stack([ctx.rng.integers(0, VOCAB_SIZE, (2, 5))] * COMPILED_STEPS)]).astype(np.int32)
-            losses = embedding_model_sgd(weights, batch[0], batch[1], EMBED_LEARNING_RATE, COMPILED_CLIP_NORM)[
-                "losses"]
-            if all(b < a - 1e-3 for a, b in zip(losses, losses[1:], strict=False)):
+            sgd = embedding_model_sgd(weights, batch[0], batch[1], EMBED_LEARNING_RATE, COMPILED_CLIP_NORM)
+            losses = sgd["losses"]
+            if (all(b < a - 1e-3 for a, b in zip(losses, losses[1:], strict=False))
+                    and max(sgd["grad_norms"]) < COMPILED_CLIP_NORM / 10):
                 return batch
         raise RuntimeError("no hidden batch whose loss falls at every step")
 
@@ -354,10 +356,17 @@ def test_save_best(ctx) -> None:
         raise TestFailure(f"{what}: expected the single best checkpoint in directory/best (saved with best_manager) "
                           f"and no regular checkpoint, found {len(reply['best'])} in best/ and "
                           f"{len(reply['regular'])} in the directory.")
-    best_step = int(np.argmin(losses)) + 1
-    if reply["best"] != [best_step]:
-        raise TestFailure(f"{what}: the best checkpoint must be numbered by the step it was saved at (self.step), "
-                          "not by a count of best saves.")
+
+
+@hidden_test("save_best numbers the best checkpoint by its step", PART, 0.25)
+def test_best_checkpoint_number(ctx) -> None:
+    losses = ctx.hidden("losses", lambda: best_scenario(ctx.rng))
+    what = f"save_best(loss) called {len(losses)} times at steps 1, 2, ..."
+    reply = expect_dict(ctx.call("train.checkpoint_best", vocab_size=VOCAB_SIZE, seed=ctx.seed, losses=losses),
+                        ("best",), what)
+    if reply["best"] != [int(np.argmin(losses)) + 1]:
+        raise TestFailure(f"{what}: the best checkpoint in directory/best must be numbered by the step it was saved "
+                          "at (checkpoint_number=self.step), not by a count of best saves.")
 
 
 def _same_arrays(actual, expected, what: str, atol: float = 0.0) -> None:

@@ -19,6 +19,7 @@ GRAD_NORM = "train.embedding_grad_norm"
 COMPILED = "train.compiled_steps"
 DTYPES = "train.step_dtypes"
 RESTORE_CLOCK = "train.restore_clock"
+BEST_NUMBER = "train.best_checkpoint_number"
 
 _TRAIN_STEP = '''
 def train_step(model, optimizer, inputs, labels, clip_norm=None):
@@ -270,6 +271,6 @@ MUTANTS = [
         "save_best numbers the best checkpoints 1, 2, ... (CheckpointManager.save()) instead of by the step",
         Edit(M, "CheckpointPolicy.save_best",
              patch=(("self.best_manager.save(checkpoint_number=int(self.step.numpy()))", "self.best_manager.save()"),)),
-        (BEST,),
+        (BEST_NUMBER,),
     ),
 ]
