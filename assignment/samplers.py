@@ -166,11 +166,15 @@ def generate(
 ) -> tf.Tensor:
     """Extend prompt ids [T0] or [B, T0] by max_new_tokens sampled ids: int32 [T0 + N] or [B, T0 + N].
 
-    `model.step(tokens [B, T], state=None)` returns (logits [B, T, V], state). Call it once on the prompt, then once
-    per new token on that token alone ([B, 1]) with the state it returned. The token drawn at step s (0-based) uses
-    `sample(..., seed=[seed, s])`. When the model has a `context_length` C and feeding the next token would exceed it,
-    the cache restarts (state None) from the last max(C // 2, 1) tokens, so a restart (a prompt of C // 2 tokens) comes
-    once every C // 2 new tokens; a longer prompt is cut to its last C tokens for the first call.
+    `model.step(tokens [B, T], state=None)` returns (logits [B, T, V], state). With max_new_tokens N = 0 the prompt is
+    returned without calling the model. Otherwise call it once on the prompt and draw token 0 from the last position;
+    then for s = 1 .. N - 1 feed the token drawn last alone ([B, 1]) with the state returned, and draw token s. The last
+    token is never fed: N calls in all. The token drawn at step s (0-based) uses `sample(..., seed=[seed, s])`.
+
+    When the model has a `context_length` C, a longer prompt is cut to its last C tokens for the first call, and when
+    the cache holds C positions and a token must be fed, the cache restarts instead: `model.step(recent)` with state
+    None on the last K = max(C // 2, 1) tokens so far (ending with that token), after which it holds K positions. So
+    restarts come every C - K + 1 tokens (every 3 for C = 4; the handout traces it).
     """
     ids = tf.convert_to_tensor(prompt)
     if ids.shape.rank not in (1, 2):

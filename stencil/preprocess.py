@@ -144,8 +144,9 @@ class BPETokenizer:
         """Learn merges on `text` until the vocabulary has `vocab_size` ids or no adjacent pair is left.
 
         Pre-tokenizes the text, counts how often each distinct chunk occurs, and represents each distinct chunk as its
-        list of byte ids. Each step merges the most frequent adjacent pair (counts weighted by chunk frequency; ties ->
-        the smallest (left_id, right_id)) into a new id in every chunk. Pair counts are updated incrementally: only the
+        list of byte ids. Each step merges the most frequent adjacent pair (counts weighted by chunk frequency, every
+        position counted, so "aaa" counts (a, a) twice; ties -> the smallest (left_id, right_id)) into a new id in
+        every chunk. Pair counts are updated incrementally: only the
         chunks that contain the merged pair are touched, through an index pair -> chunks that contain it.
         """
         if not isinstance(text, str):

@@ -60,8 +60,10 @@ def train_step(
     """One optimisation step on a batch.
 
     Computes the loss of `model(inputs, training=True)` under `tf.GradientTape`, takes the gradients of
-    `model.trainable_variables`, measures their global norm, clips them to `clip_norm` by global norm when it is
-    given, and applies them with `optimizer`.
+    `model.trainable_variables` (read after the forward pass: a fresh model has none before it), measures the global
+    norm of the dense gradients (an embedding's gradient is a tf.IndexedSlices whose repeated rows add up: convert each
+    gradient with tf.convert_to_tensor first), clips them to `clip_norm` by global norm when it is given, and applies
+    them with `optimizer`. Runs eagerly and inside tf.function (`make_train_step`): TensorFlow operations only.
 
     Args:
         inputs, labels: int32 [B, T].
@@ -109,6 +111,9 @@ def evaluate(model: keras.Model, dataset: tf.data.Dataset, max_batches: int | No
 
     Returns:
         {"loss": float, "perplexity": float}.
+
+    Raises:
+        ValueError: the dataset (or its first `max_batches` batches) holds no tokens.
     """
     if max_batches is not None and (isinstance(max_batches, bool) or not int(max_batches) >= 1):
         raise ValueError(f"max_batches must be an int >= 1 or None, got {max_batches!r}")
@@ -207,8 +212,9 @@ class CheckpointPolicy:
         self.last_save_time = clock()
 
     def should_save(self, step: int) -> bool:
-        """True when `step` is a multiple of `checkpoint_every`, or `checkpoint_minutes` minutes (by `self.clock`)
-        have passed since `self.last_save_time`."""
+        """True when `step` is a multiple of `checkpoint_every` (0 included), or when at least `checkpoint_minutes`
+        minutes (60 * checkpoint_minutes seconds of `self.clock`, the boundary included) have passed since
+        `self.last_save_time`."""
         raise NotImplementedError(
             "TODO(part 5): Save on every checkpoint_every-th step, or when checkpoint_minutes have passed."
         )
@@ -234,9 +240,11 @@ class CheckpointPolicy:
     def restore(self) -> int:
         """Resume from the latest checkpoint in `directory`, if any; returns the restored step (0 when none).
 
-        Keras creates variables lazily and a checkpoint restores silently nothing into variables that do not exist
-        yet, so build the model (call it on a [1, 1] batch of token 0) and the optimizer
-        (`optimizer.build(model.trainable_variables)` unless `optimizer.built`) before restoring.
+        Keras creates variables lazily, so build the model (call it on a [1, 1] batch of token 0) and the optimizer
+        (`optimizer.build(model.trainable_variables)` unless `optimizer.built`) before restoring: then every variable
+        exists when the checkpoint is read, and `assert_existing_objects_matched()` checks that each one was found in
+        it (a variable created after the restore is filled later if TensorFlow still holds its value, and no check sees
+        it). Resets `last_save_time`, so the minutes until the next time-based save count from the restore.
         """
         latest = self.manager.latest_checkpoint
         if latest is None:

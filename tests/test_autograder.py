@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from import_graph import import_cycle, import_graph
 
 from autograder import judge
 from autograder.judge import fixture_files
@@ -225,6 +226,7 @@ def test_syntax_error_is_reported_with_its_line(tmp_path: Path, fixtures_dir: Pa
     windows = result_of(results, WINDOWS)
     assert windows["status"] == "failed"
     assert "preprocess.py failed to import: SyntaxError" in windows["output"] and f"line {line}" in windows["output"]
+    assert windows["output"].count(f"line {line}") == 1, windows["output"]  # the location once, not repeated
 
 
 def test_megabytes_of_output_are_truncated(tmp_path: Path, fixtures_dir: Path) -> None:
@@ -360,57 +362,20 @@ def test_worker_imports_only_worker_modules() -> None:
                 assert not name.startswith("autograder") or name.startswith("autograder.worker"), (path, name)
 
 
-def _imports(package_root: Path) -> dict[str, set[str]]:
-    """{module: modules of the same top-level package it imports (anywhere in the file)} for a package folder."""
-    graph: dict[str, set[str]] = {}
-    top = package_root.name
-    for path in package_root.rglob("*.py"):
-        parts = path.relative_to(package_root.parent).with_suffix("").parts
-        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        package = ".".join(parts[:-1])
-        targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
-                target = ".".join(base + ([node.module] if node.module else []))
-                targets |= {target} | {f"{target}.{a.name}" for a in node.names}
-            elif isinstance(node, ast.Import):
-                targets |= {a.name for a in node.names}
-        graph[module] = {t for t in targets if t.split(".")[0] == top and t != module}
-    return graph
-
-
 def test_trust_zones_import_only_down_the_trust_order() -> None:
     """judge/ never imports build/ or qa/; build/ never imports qa/ (the zip ships judge/ and build/, not qa/)."""
     forbidden = {"autograder.judge": ("autograder.build", "autograder.qa"), "autograder.build": ("autograder.qa",)}
-    for module, targets in _imports(ROOT / "autograder").items():
+    for module, targets in import_graph(ROOT / "autograder").items():
         for zone, banned in forbidden.items():
             if module == zone or module.startswith(zone + "."):
                 bad = [t for t in targets if t.startswith(banned)]
                 assert not bad, (module, bad)
 
 
-@pytest.mark.parametrize("package", ["autograder"])
+@pytest.mark.parametrize("package", ["autograder", "assignment"])
 def test_no_import_cycle(package: str) -> None:
-    graph = _imports(ROOT / package)
-    known = set(graph)
-    edges = {m: {t for t in targets if t in known} for m, targets in graph.items()}
-    state: dict[str, int] = {}
-
-    def visit(module: str, path: list[str]) -> None:
-        state[module] = 1
-        for target in edges[module]:
-            parent = module.rsplit(".", 1)[0]
-            if target == parent or module.startswith(target + "."):
-                continue  # a module importing its own package's __init__ is not a cycle of modules
-            assert state.get(target) != 1, f"import cycle: {' -> '.join(path + [module, target])}"
-            if target not in state:
-                visit(target, path + [module])
-        state[module] = 2
-
-    for module in sorted(edges):
-        if module not in state:
-            visit(module, [])
+    cycle = import_cycle(import_graph(ROOT / package))
+    assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
 
 
 def test_cli_grade_and_grade_all_survive_a_crashing_submission(tmp_path: Path, fixtures_dir: Path) -> None:

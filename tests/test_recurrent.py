@@ -37,7 +37,7 @@ def assign(cell: keras.layers.Layer, weights: dict[str, np.ndarray]) -> None:
 
 
 def keras_rnn(kind: str, weights: dict, x: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list]:
-    """The oracle: keras.layers.RNN over Keras's own cell with the same weights; (outputs [B, T, H], final states)."""
+    """The oracle: keras.layers.RNN over Keras's own cell with the same weights; (outputs [B, T, D_h], final states)."""
     cell = KINDS[kind][2](weights["recurrent_kernel"].shape[0])
     layer = keras.layers.RNN(cell, return_sequences=True, return_state=True)
     layer(x[:, :1], initial_state=states)

@@ -64,8 +64,18 @@ def test_release_contains_exactly_what_the_handout_lists(release):
     assert public == sorted(f"{top}/public_tests/{p.name}" for p in (ROOT / "public_tests").glob("*.py"))
     for name in names:  # byte-identical copies of the repository files
         source = ROOT / name[len(top) + 1 :]
-        if "splits" not in name:
+        if "splits" not in name and not name.endswith("/requirements.txt"):
             assert zipfile.ZipFile(release).read(name) == source.read_bytes(), name
+
+
+def test_release_requirements_are_the_kits_without_its_development_tools(release):
+    shipped = zipfile.ZipFile(release).read(f"{make_release.TOP}/requirements.txt").decode("utf-8").splitlines()
+    kit = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    names = [re.match(r"[\w.-]+", line).group(0).lower() for line in shipped if line and not line.startswith("#")]
+    assert "pytest" in names and "tensorflow-cpu" in names and "keras" in names
+    assert not {"ruff", "pytest-xdist"} & set(names)
+    assert [line for line in shipped if not line.startswith("#")] == [
+        line for line in kit if not line.startswith("#") and not line.startswith(("ruff", "pytest-xdist"))]
 
 
 def test_release_is_reproducible(release, splits, tmp_path):

@@ -3,7 +3,8 @@
     python -m tools.make_release [--out dist/student.zip] [--splits data/splits]
 
 The zip holds one folder, `lm-assignment/`, with exactly what the handout's "What you get" section lists: the handout
-and its figures, the starter package `stencil/`, the public tests, requirements.txt, the corpus preparation script
+and its figures, the starter package `stencil/`, the public tests, requirements.txt (the kit's, without the kit's own
+development tools), the corpus preparation script
 `data/prepare.py` and the prepared splits `data/splits/*.txt`, read from `--splits DIR` (default `data/splits/`) and
 written there with `python -m data.prepare` first when any is missing. The reference solution, the autograder, the
 kit's tests and these tools are never included. The stencil must be in sync with the reference
@@ -15,6 +16,7 @@ Entries are written in sorted order with a fixed timestamp, so the same inputs g
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import zipfile
@@ -26,6 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TOP = "lm-assignment"
 SPLITS = ("train", "valid", "test")
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+KIT_ONLY_REQUIREMENTS = ("pytest-xdist", "ruff")
+"""Tools the kit's own suite and lint use; students run the public tests with pytest alone (and ruff's defaults,
+without the kit's configuration, would flag the given code)."""
 
 
 def _files(directory: Path, pattern: str) -> list[Path]:
@@ -46,6 +51,16 @@ def release_files(root: Path = ROOT, splits_dir: Path | None = None) -> dict[str
     if missing:
         raise FileNotFoundError(f"cannot build the release, missing: {', '.join(missing)}")
     return dict(sorted(files.items()))
+
+
+def student_requirements(text: str) -> str:
+    """The kit's requirements.txt without `KIT_ONLY_REQUIREMENTS`."""
+    def package(line: str) -> str | None:
+        name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+        return name.group(1).lower() if name else None
+
+    lines = [line for line in text.splitlines(keepends=True) if package(line) not in KIT_ONLY_REQUIREMENTS]
+    return "".join(line.replace("# Tests and lint.", "# Public tests.") for line in lines)
 
 
 def prepare_splits(root: Path = ROOT, splits_dir: Path | None = None) -> None:
@@ -69,7 +84,10 @@ def build_release(out: Path, root: Path = ROOT, splits_dir: Path | None = None) 
             info = zipfile.ZipInfo(f"{TOP}/{name}", date_time=_FIXED_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            archive.writestr(info, path.read_bytes())
+            data = path.read_bytes()
+            if name == "requirements.txt":
+                data = student_requirements(data.decode("utf-8")).encode("utf-8")
+            archive.writestr(info, data)
             names.append(info.filename)
     return names
 

@@ -49,6 +49,8 @@ def describe(exc: BaseException, package_dir: Path | None) -> dict:
         message = f"your code called sys.exit({exc.code!r})"
     elif isinstance(exc, KeyboardInterrupt):
         message = "your code raised KeyboardInterrupt"
+    elif isinstance(exc, SyntaxError) and exc.filename:
+        message = exc.msg  # str(exc) repeats the file and line that `where` gives
     else:
         message = str(exc)
     where = None

@@ -13,7 +13,8 @@ PART = "lstm"
 define_tests("lstm", PART)
 
 
-@hidden_test("LSTMCell creates kernel [D, 4H], recurrent_kernel [H, 4H], bias [4H] with forget-gate bias 1", PART, 0.5)
+@hidden_test("LSTMCell creates kernel [D, 4 D_h], recurrent_kernel [D_h, 4 D_h], bias [4 D_h], forget-gate bias 1",
+             PART, 0.5)
 def test_lstm_initial_weights(ctx) -> None:
     d, h = 3, 5
     reply = ctx.call("rnn.cell_initial_weights", kind="lstm", input_dim=d, units=h, seed=ctx.seed)

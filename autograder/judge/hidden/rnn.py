@@ -33,7 +33,7 @@ def _states(kind: str) -> int:
 
 def _keras_rnn(kind: str, weights: dict[str, np.ndarray], x: np.ndarray,
                states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Outputs [B, T, H] and final states of keras.layers.RNN over Keras's own cell of `kind` with `weights`."""
+    """Outputs [B, T, D_h] and final states of keras.layers.RNN over Keras's own cell of `kind` with `weights`."""
     import keras
 
     units = weights["recurrent_kernel"].shape[0]
@@ -47,7 +47,7 @@ def _keras_rnn(kind: str, weights: dict[str, np.ndarray], x: np.ndarray,
 
 
 def _cell_weights(ctx, kind: str, key: str, input_dim: int, units: int) -> dict[str, np.ndarray]:
-    """Hidden cell weights {"kernel": [D, G*H], "recurrent_kernel": [H, G*H], "bias": [G*H]} (G gates)."""
+    """Hidden cell weights {"kernel": [D, G*D_h], "recurrent_kernel": [D_h, G*D_h], "bias": [G*D_h]} (G gates)."""
     g = NAMES[kind][3] * units
     draws = {"kernel": (0.4, (input_dim, g)), "recurrent_kernel": (0.3, (units, g)), "bias": (0.2, (g,))}
     return {name: ctx.hidden(f"{key}/{name}", lambda scale=scale, shape=shape: ctx.rng.normal(
@@ -71,7 +71,7 @@ def _cell_case(ctx, kind: str, mode: str, case: str, weights: dict[str, np.ndarr
           RTOL)
     got_states = reply[f"{mode}_states"]
     if not isinstance(got_states, list) or len(got_states) != n_states:
-        raise TestFailure(f"{how}: expected {n_states} state tensor(s) [B, H], got {type(got_states).__name__} "
+        raise TestFailure(f"{how}: expected {n_states} state tensor(s) [B, D_h], got {type(got_states).__name__} "
                           f"of length {len(got_states) if isinstance(got_states, list) else '?'}.")
     for i, state in enumerate(got_states):
         state = as_array(state, f"final state {i} of {how}", "f", (b, units))
@@ -91,7 +91,7 @@ def _tokens(ctx, key: str) -> np.ndarray:
 
 
 def _lm_weights(ctx, kind: str) -> dict[str, np.ndarray]:
-    """Hidden LM weights: "embeddings" [V, E], the cell's, "output_kernel" [H, V] and "output_bias" [V]."""
+    """Hidden LM weights: "embeddings" [V, E], the cell's, "output_kernel" [D_h, V] and "output_bias" [V]."""
     v, e, h = LM_CONFIG["vocab_size"], LM_CONFIG["embed_dim"], LM_CONFIG["hidden_dim"]
     draws = {"embeddings": (0.5, (v, e)), "output_kernel": (0.5, (h, v)), "output_bias": (0.1, (v,))}
     weights = {name: ctx.hidden(f"weights/{name}", lambda scale=scale, shape=shape: ctx.rng.normal(
@@ -153,7 +153,7 @@ def define_tests(kind: str, part: str) -> None:
         ), ("names", "shapes", "norms"), model_name)
         v, e, h = LM_CONFIG["vocab_size"], LM_CONFIG["embed_dim"], LM_CONFIG["hidden_dim"]
         required = {(v, e): "embedding [V, E]", (e, gates * h): "cell kernel", (h, gates * h): "cell recurrent_kernel",
-                    (gates * h,): "cell bias", (h, v): "output kernel [H, V]", (v,): "output bias [V]"}
+                    (gates * h,): "cell bias", (h, v): "output kernel [D_h, V]", (v,): "output bias [V]"}
         shapes = [tuple(int(d) for d in s) for s in reply["shapes"]] if isinstance(reply["shapes"], list) else []
         missing = [what for shape, what in required.items() if shape not in shapes]
         if missing:

@@ -246,6 +246,40 @@ MUTANTS = [
         (MHA, MHA_CAUSAL, MODEL_CAUSAL),
     ),
     Mutant(
+        "attention-ignores-mask",
+        "scaled_dot_product_attention never applies its mask argument, so masked keys keep their weight",
+        Edit(M, "scaled_dot_product_attention", patch=(("    if mask is not None:", "    if False:"),)),
+        (ATTENTION, MHA, MHA_CAUSAL, MODEL_CAUSAL),
+    ),
+    Mutant(
+        "attention-reads-backwards",
+        "the attention layer runs on the time-reversed sequence (no cache), so later inputs reach earlier outputs",
+        Edit(M, "MultiHeadSelfAttention.call", patch=(
+            ("        q = split_heads(", "        x = x[:, ::-1] if cache is None else x\n        q = split_heads("),
+            ("        return y if cache is None else", "        return y[:, ::-1] if cache is None else"),
+        )),
+        (MHA, MHA_CAUSAL, MODEL_CAUSAL),
+    ),
+    Mutant(
+        "model-reads-backwards",
+        "the language model's call reads the tokens in reverse order, so later tokens reach earlier logits",
+        Edit(M, "TransformerLanguageModel.call", patch=(
+            (EMBED_POSITIONS, EMBED_POSITIONS.replace("(tokens)", "(tokens[:, ::-1])", 1)),
+            ("+ self.output_bias  # [B, T, V]", "+ self.output_bias  # [B, T, V]\n        return logits[:, ::-1]"),
+            ('        return tf.einsum("btd,vd->btv"', '        logits = tf.einsum("btd,vd->btv"'),
+        )),
+        (MODEL_CAUSAL, MODEL_ORACLE),
+    ),
+    Mutant(
+        "model-ignores-tokens",
+        "the language model's call returns zero logits whatever the tokens",
+        Edit(M, "TransformerLanguageModel.call", patch=(
+            ('        return tf.einsum("btd,vd->btv", h, self.token_embedding.embeddings) + self.output_bias',
+             '        return tf.zeros_like(tf.einsum("btd,vd->btv", h, self.token_embedding.embeddings))'),
+        )),
+        (MODEL_CAUSAL, TIED, MODEL_ORACLE),
+    ),
+    Mutant(
         "output-projects-first-head-only",
         "the attention layer projects only the first head with the output kernel",
         Edit(M, "MultiHeadSelfAttention.call", patch=(

@@ -22,9 +22,9 @@ def _as_list(states) -> list:
 
 @probe("rnn.cell_forward")
 def cell_forward(sub, kind: str, units: int, x: np.ndarray, states: list, weights: dict) -> dict:
-    """Run the student's cell with the given weights over x [B, T, D] from `states` (list of [B, H]).
+    """Run the student's cell with the given weights over x [B, T, D] from `states` (list of [B, D_h]).
 
-    Returns the per-step outputs [B, T, H] and final states, both from a Python loop over `cell(x_t, states)` and
+    Returns the per-step outputs [B, T, D_h] and final states, both from a Python loop over `cell(x_t, states)` and
     from `keras.layers.RNN(cell, return_sequences=True, return_state=True)`.
     """
     import keras
@@ -83,7 +83,7 @@ def lm_forward(sub, kind: str, vocab_size: int, embed_dim: int, hidden_dim: int,
                split: int) -> dict:
     """Logits of the student's LM with the given weights, from one call and from step(:split) + step(split:, state).
 
-    weights: {"embeddings": [V, E], "kernel", "recurrent_kernel", "bias" (the cell's), "output_kernel": [H, V],
+    weights: {"embeddings": [V, E], "kernel", "recurrent_kernel", "bias" (the cell's), "output_kernel": [D_h, V],
     "output_bias": [V]}, assigned to model.embedding, model.rnn.cell and model.output_layer by name.
     """
     import tensorflow as tf
