@@ -33,7 +33,7 @@ PARTS: tuple[Part, ...] = (
     Part("rnn", "rnn", 10, ("rnn",)),
     Part("lstm", "lstm", 10, ("lstm", "rnn")),
     Part("samplers", "samplers", 15, ("samplers",)),
-    Part("transformer", "transformer", 25, ("transformer",)),
+    Part("transformer", "transformer", 25, ("transformer", "samplers")),  # generation through the model
     Part("train", "train", 20, ("train",)),
     Part("quality", "train", 0, ("train", "transformer", "rnn", "lstm", "preprocess")),
     Part("audit", None, 5),

@@ -111,7 +111,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, **kwargs):
-        """H = num_heads heads of size d_model // num_heads; `dropout` drops attended values in training."""
+        """H = num_heads heads of size d_model // num_heads; with `training` only, `dropout` drops either the
+        attended values or the attention weights (as keras.layers.MultiHeadAttention does)."""
         super().__init__(**kwargs)
         self.d_model = _check_positive_int(d_model, "d_model")
         self.num_heads = _check_positive_int(num_heads, "num_heads")
@@ -151,7 +152,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         keys and values into the cache there (`update_cache`; the results are the new cache) and let query t attend
         to the cached keys at positions <= start + t (rows start, ..., start + T - 1 of causal_mask(C), taken with
         tf.gather: slicing at a tensor `start` would make XLA compile a new graph for every position). Drop out the
-        attended values (training only), merge the heads and project them with the output kernel.
+        attended values, or the attention weights before they weight the values (either; training only), merge the
+        heads and project them with the output kernel. With `training=False` the output equals that of a layer
+        without dropout.
         """
         if cache is not None and set(cache) != {"key", "value"}:
             raise ValueError(f"cache must be a dict with the keys 'key' and 'value', got {sorted(cache)}")

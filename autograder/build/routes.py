@@ -272,9 +272,9 @@ OTHER_TOKENIZER_AND_TRAINING = Alternative(
             def train_step(model, optimizer, inputs, labels, clip_norm=None):
                 if clip_norm is not None and not clip_norm > 0:
                     raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
-                variables = model.trainable_variables
                 with tf.GradientTape() as tape:
                     loss = sequence_loss(labels, model(inputs, training=True))
+                variables = model.trainable_variables
                 grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
                 grad_norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(g)) for g in grads]))
                 if clip_norm is not None:
@@ -363,6 +363,33 @@ SEGMENT_SUM_GRAD_NORM = Alternative(
     ),
 )
 
+ATTENTION_WEIGHT_DROPOUT = Alternative(
+    "attention-weight-dropout",
+    "transformer: dropout on the attention weights (as keras.layers.MultiHeadAttention does) instead of on the "
+    "attended values",
+    (
+        Edit("transformer", "MultiHeadSelfAttention.call", replacement='''
+            def call(self, x, cache=None, start=0, training=False):
+                if cache is not None and set(cache) != {"key", "value"}:
+                    raise ValueError(f"cache must be a dict with the keys 'key' and 'value', got {sorted(cache)}")
+                q = split_heads(tf.einsum("btd,dhk->bthk", x, self.query_kernel) + self.query_bias)
+                k = split_heads(tf.einsum("btd,dhk->bthk", x, self.key_kernel) + self.key_bias)
+                v = split_heads(tf.einsum("btd,dhk->bthk", x, self.value_kernel) + self.value_bias)
+                if cache is None:
+                    mask = causal_mask(tf.shape(x)[1])
+                else:
+                    k = update_cache(cache["key"], k, start)
+                    v = update_cache(cache["value"], v, start)
+                    mask = tf.gather(causal_mask(tf.shape(k)[2]), start + tf.range(tf.shape(x)[1]))
+                _, weights = scaled_dot_product_attention(q, k, v, mask)
+                weights = self.dropout(weights, training=training)  # [B, H, T, S]: a dropped key, per query
+                attended = tf.matmul(weights, v)
+                y = tf.einsum("bthk,hkd->btd", merge_heads(attended), self.output_kernel) + self.output_bias
+                return y if cache is None else (y, {"key": k, "value": v})
+        '''),
+    ),
+)
+
 ALTERNATIVES = [EINSUM_ATTENTION, MANUAL_RECURRENCE, SORT_FREE_SAMPLERS, OTHER_TOKENIZER_AND_TRAINING,
-                TOP_P_BY_PROBABILITIES, EAGER_GENERATION, SEGMENT_SUM_GRAD_NORM]
+                TOP_P_BY_PROBABILITIES, EAGER_GENERATION, SEGMENT_SUM_GRAD_NORM, ATTENTION_WEIGHT_DROPOUT]
 """Every alternative; recording guards each test with the alternatives whose `parts` include the test's part."""

@@ -219,3 +219,37 @@ def sequence_loss(labels: np.ndarray, logits: np.ndarray) -> float:
     log_probs = log_probs - np.log(np.exp(log_probs).sum(-1, keepdims=True))
     picked = np.take_along_axis(log_probs, np.asarray(labels)[..., None].astype(np.int64), axis=-1)
     return float(-picked.mean())
+
+def embedding_model_sgd(weights: dict[str, np.ndarray], inputs: np.ndarray, labels: np.ndarray, learning_rate: float,
+                        clip_norm: float | None = None) -> dict[str, list]:
+    """Full-batch SGD on logits = tanh(E[tokens]) W + b, one step per batch, with dense gradients (float64).
+
+    Args:
+        weights: {"embedding": [V, D], "kernel": [D, V], "bias": [V]}.
+        inputs, labels: int [S, B, T], the batch of each of S steps.
+        learning_rate: the SGD learning rate.
+        clip_norm: clip the gradients to this global norm (None: no clipping).
+    Returns:
+        {"losses": S losses before each update, "grad_norms": S global norms of the dense gradients before clipping,
+         "weights": the weights after the last update as {name: array}}.
+    """
+    w = {name: np.asarray(value, dtype=np.float64).copy() for name, value in weights.items()}
+    losses, grad_norms = [], []
+    for x, y in zip(np.asarray(inputs), np.asarray(labels), strict=True):
+        hidden = np.tanh(w["embedding"][x])  # [B, T, D]
+        logits = hidden @ w["kernel"] + w["bias"]  # [B, T, V]
+        probs = softmax(logits)
+        n = y.size
+        losses.append(float(-np.mean(np.log(np.take_along_axis(probs, y[..., None], axis=-1)))))
+        d_logits = (probs - np.eye(probs.shape[-1])[y]) / n
+        d_pre = (d_logits @ w["kernel"].T) * (1.0 - hidden**2)
+        d_embedding = np.zeros_like(w["embedding"])
+        np.add.at(d_embedding, x.reshape(-1), d_pre.reshape(-1, d_pre.shape[-1]))
+        grads = {"embedding": d_embedding, "kernel": np.einsum("btd,btv->dv", hidden, d_logits),
+                 "bias": d_logits.sum(axis=(0, 1))}
+        norm = float(np.sqrt(sum(np.sum(g**2) for g in grads.values())))
+        grad_norms.append(norm)
+        scale = 1.0 if clip_norm is None else min(1.0, clip_norm / norm)
+        for name, g in grads.items():
+            w[name] -= learning_rate * scale * g
+    return {"losses": losses, "grad_norms": grad_norms, "weights": w}

@@ -182,6 +182,35 @@ def test_bpe_round_trip(ctx) -> None:
                               f"({len(text)} characters); ids are UTF-8 bytes plus merges, decode joins the bytes.")
 
 
+def _invalid_utf8_ids(rng: np.random.Generator) -> dict:
+    """Merges and id lists whose bytes are not valid UTF-8: lone continuation bytes and bytes never valid in UTF-8,
+    a multi-byte character cut short (also inside a merged token), each between ASCII letters."""
+    euro = "\u20ac".encode()  # e2 82 ac
+    merges = [[euro[0], euro[1]]]  # id 256 holds the first two bytes of the euro sign
+    letters = rng.integers(ord("a"), ord("z") + 1, 8).tolist()
+    return {"merges": merges, "ids": [
+        [letters[0], int(rng.integers(0x80, 0xC0)), letters[1]],
+        [letters[2], int(rng.choice([0xC0, 0xC1, 0xF5, 0xFE, 0xFF])), int(rng.integers(0x80, 0xC0)), letters[3]],
+        [letters[4], 256, letters[5]],
+        [letters[6], euro[0], euro[1], letters[7], 256, euro[2]],
+    ]}
+
+
+@hidden_test("BPETokenizer.decode turns bytes that are not valid UTF-8 into replacement characters", PART, 1.0)
+def test_bpe_decode_invalid(ctx) -> None:
+    case = ctx.hidden("case", lambda: _invalid_utf8_ids(ctx.rng))
+    reply = expect_dict(ctx.call("preprocess.bpe_decode", merges=case["merges"], ids=case["ids"]), ("decoded",),
+                        "BPETokenizer.decode")
+    _lists(reply, ("decoded",), len(case["ids"]), "BPETokenizer.decode")
+    tokens = {i: bytes([i]) for i in range(256)} | {256: bytes(case["merges"][0])}
+    for i, (ids, decoded) in enumerate(zip(case["ids"], reply["decoded"], strict=True)):
+        expected = b"".join(tokens[t] for t in ids).decode("utf-8", errors="replace")
+        if decoded != expected:
+            raise TestFailure(f"BPETokenizer.decode(hidden ids #{i + 1}, whose bytes are not valid UTF-8): expected "
+                              "the text with U+FFFD for the invalid bytes (bytes.decode('utf-8', errors='replace'), "
+                              "so that decoding a model's samples never raises).")
+
+
 @hidden_test("BPETokenizer.encode gives the reference ids (merges applied by rank within each chunk)", PART, 1.5)
 def test_bpe_encode(ctx) -> None:
     reply, texts, merges = _bpe_codec(ctx)
@@ -235,7 +264,7 @@ def test_char_tokenizer(ctx) -> None:
     expect_error(reply["unknown_error"], "ValueError", "CharTokenizer.encode of a character outside the vocabulary")
 
 
-@hidden_test("make_windows: int32 [N, T] inputs and labels shifted by one, stride, only full windows", PART, 1.5)
+@hidden_test("make_windows: int32 [N, T] inputs and labels shifted by one, stride, only full windows", PART, 3.0)
 def test_windows(ctx) -> None:
     ids = ctx.hidden("ids", lambda: ctx.rng.integers(0, 500, 23).astype(np.int32))
     for t, stride in ((4, None), (5, 2), (3, 7), (22, None)):

@@ -138,7 +138,7 @@ def define_tests(kind: str, part: str) -> None:
         close(logits, expected, f"{model_name} logits with the given weights", ATOL, RTOL)
 
     @hidden_test(f"{model_name}.step carries the state: step(x[:, :s]) then step(x[:, s:], state) equals call(x)",
-                 part, 1.0)
+                 part, 2.0)
     def test_lm_state_carry(ctx) -> None:
         reply, shape, _, _ = _lm_forward(ctx, kind)
         logits = as_array(reply["logits"], f"{model_name}(tokens [B, T])", "f", shape)

@@ -408,7 +408,7 @@ def _restart_calls(prompt_len: int, n: int, context_length: int) -> list[list[in
     return calls
 
 
-@hidden_test("generate restarts the cache from the last context_length // 2 tokens when it is full", PART, 0.5)
+@hidden_test("generate restarts the cache from the last context_length // 2 tokens when it is full", PART, 1.5)
 def test_generate_restart(ctx) -> None:
     for case in ctx.hidden("cases", lambda: _generate_restart_cases(ctx.rng)):
         prompt = np.asarray(case["prompt"], dtype=np.int64)
@@ -431,7 +431,7 @@ def test_generate_restart(ctx) -> None:
 
 
 @hidden_test("generate returns prompt + max_new_tokens ids and uses model.step with the carried state", PART,
-             weight=1.0)
+             weight=1.5)
 def test_generate(ctx) -> None:
     for case in ctx.hidden("cases", lambda: _generate_cases(ctx.rng)):
         prompt = np.asarray(case["prompt"], dtype=np.int64)
@@ -451,3 +451,126 @@ def test_generate(ctx) -> None:
         raise TestFailure("the worker returned an unexpected reply.")
     for case, error in sorted(reply.items()):
         expect_error(error, "ValueError", f"generate with {case}")
+
+
+@hidden_test("greedy and sample return int32 ids", PART, weight=0.25)
+def test_ids_dtype(ctx) -> None:
+    logits = ctx.hidden("logits", lambda: ctx.rng.normal(0.0, 1.0, (3, DESIGN_VOCAB)).astype(np.float32))
+    reply = ctx.call("samplers.ids_dtypes", logits=logits)
+    if not isinstance(reply, dict) or not reply:
+        raise TestFailure("the worker returned an unexpected reply.")
+    wrong = [f"{name} returned {dtype}" for name, dtype in sorted(reply.items()) if dtype != "int32"]
+    if wrong:
+        raise TestFailure(f"the ids must be int32 tensors (tf.argmax(..., output_type=tf.int32), "
+                          f"stateless_categorical(..., dtype=tf.int32)): {'; '.join(wrong)}.")
+
+
+COMBINED_VOCAB = 12
+COMPILED_ROWS = 6
+COMPILED_SEEDS = 4
+
+
+def _combined_setting(rng: np.random.Generator, logits: np.ndarray) -> dict | None:
+    """(temperature, top_k, top_p) for `logits` [V] whose top-k-then-top-p set differs from the top-k set, from the
+    top-p set and from the top-p set of the unfiltered distribution intersected with the top-k set; None if none."""
+    t = float(rng.uniform(0.7, 1.2))
+    k = int(rng.integers(5, 9))
+    x = logits.astype(np.float64) / t
+    p = _mid_gap_p(np.where(oracles.top_k_kept(x, k), x, -np.inf), rng, 0.02)
+    if p is None:
+        return None
+    both = oracles.sampling_distribution(logits, t, k, p) > 0
+    wrong = (oracles.sampling_distribution(logits, t, k, None) > 0, oracles.sampling_distribution(logits, t, None, p)
+             > 0, oracles.top_k_kept(x, k) & oracles.top_p_kept(x, p))
+    if both.sum() < 3 or any(np.array_equal(both, w) for w in wrong):
+        return None
+    return {"temperature": t, "top_k": k, "top_p": p}
+
+
+def _combined_design(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Logits [COMBINED_VOCAB] and a combined setting (with a seed) whose wrong readings (top-p skipped, top-k
+    skipped, top-p on the unfiltered distribution) each pass the chi-square test with probability below 1e-9."""
+    for _ in range(2000):
+        logits = rng.normal(0.0, 1.3, COMBINED_VOCAB).astype(np.float32)
+        setting = _combined_setting(rng, logits)
+        if setting is None:
+            continue
+        t, k, p = setting["temperature"], setting["top_k"], setting["top_p"]
+        probs = oracles.sampling_distribution(logits, t, k, p)
+        x = logits.astype(np.float64) / t
+        wrong = (oracles.sampling_distribution(logits, t, k, None), oracles.sampling_distribution(logits, t, None, p),
+                 oracles.softmax(np.where(oracles.top_k_kept(x, k) & oracles.top_p_kept(x, p), x, -np.inf)))
+        if max(oracles.miss_probability(probs, q, NUM_DRAWS, ALPHA, MIN_EXPECTED) for q in wrong) < 1e-9:
+            return logits, {**setting, "seed": int(rng.integers(0, 2**31 - 1))}
+    raise RuntimeError("no combined top-k and top-p design with enough power found: rebuild with another seed")
+
+
+@hidden_test("sample with top_k and top_p applies top-k, then top-p on what is left (chi-square)", PART, weight=1.0)
+def test_top_k_top_p(ctx) -> None:
+    drawn: list = []
+
+    def design() -> tuple[np.ndarray, dict]:
+        if not drawn:
+            drawn.extend(_combined_design(ctx.rng))
+        return drawn[0], drawn[1]
+
+    logits = ctx.hidden("logits", lambda: design()[0])
+    settings = {"top_k_top_p": ctx.hidden("setting", lambda: design()[1])}
+    _goodness_of_fit(ctx, logits, settings, "top_k_top_p",
+                     "temperature, top_k and top_p: the nucleus of the renormalised top-k distribution")
+
+
+def _compiled_case(rng: np.random.Generator) -> dict:
+    """Logits [COMPILED_ROWS, COMBINED_VOCAB], a combined setting drawn for the first row (`_combined_setting`) and
+    the seeds; p lies at least 1e-3 from the mass levels of every row's top-k tokens."""
+    for _ in range(2000):
+        logits = rng.normal(0.0, 1.5, (COMPILED_ROWS, COMBINED_VOCAB)).astype(np.float32)
+        setting = _combined_setting(rng, logits[0])
+        if setting is None:
+            continue
+        t, k, p = setting["temperature"], setting["top_k"], setting["top_p"]
+        x = logits.astype(np.float64) / t
+        filtered = np.where(oracles.top_k_kept(x, k), x, -np.inf)
+        if min(_margin(row, p) for row in filtered) >= 1e-3:
+            return {"logits": logits.tolist(), **setting,
+                    "seeds": [int(s) for s in rng.integers(0, 2**31 - 1, COMPILED_SEEDS)]}
+    raise RuntimeError("no compiled-sampler case with safe margins found: rebuild with another seed")
+
+
+@hidden_test("compiled_sampler (sample in tf.function) with top_k and top_p draws as sample does, from the kept set",
+             PART, weight=1.5)
+def test_compiled_filters(ctx) -> None:
+    case = ctx.hidden("case", lambda: _compiled_case(ctx.rng))
+    logits = np.asarray(case["logits"], dtype=np.float32)
+    t, k, p = case["temperature"], case["top_k"], case["top_p"]
+    what = (f"compiled_sampler(temperature, top_k={k}, top_p)(logits [{COMPILED_ROWS}, {COMBINED_VOCAB}], seed) "
+            "(the filters traced by tf.function: no .numpy() or Python conditions on tensors in them)")
+    reply = expect_dict(ctx.call("samplers.compiled_draw", logits=logits, temperature=t, top_k=k, top_p=p,
+                                 seeds=case["seeds"]), ("compiled", "eager"), what)
+    shape = (len(case["seeds"]), COMPILED_ROWS)
+    compiled = as_array(reply["compiled"], what, "iu", shape)
+    eager = as_array(reply["eager"], "sample with the same arguments", "iu", shape)
+    kept = np.stack([oracles.sampling_distribution(row, t, k, p) > 0 for row in logits])
+    rows = np.broadcast_to(np.arange(COMPILED_ROWS), shape)
+    if compiled.min() < 0 or compiled.max() >= COMBINED_VOCAB or not kept[rows, compiled].all():
+        raise TestFailure(f"{what}: drew a token outside the kept set (top-k, then top-p on the renormalised rest).")
+    if not np.array_equal(compiled, eager):
+        raise TestFailure(f"{what}: the compiled draws differ from sample's eager draws with the same seeds.")
+
+
+@hidden_test("generate draws step s with the seed [seed, s]", PART, weight=0.5)
+def test_generate_seeds(ctx) -> None:
+    case = ctx.hidden("case", lambda: {"prompt": ctx.rng.integers(0, GENERATE_VOCAB, (2, 3)).tolist(),
+                                       "n": 12, "seed": int(ctx.rng.integers(0, 2**31 - 1)),
+                                       "temperature": float(ctx.rng.uniform(0.8, 1.5))})
+    prompt = np.asarray(case["prompt"], dtype=np.int32)
+    n = case["n"]
+    what = f"generate(model with uniform logits, prompt of shape {list(prompt.shape)}, max_new_tokens={n}, seed=...)"
+    reply = expect_dict(ctx.call("samplers.generate_seeds", prompt=prompt, max_new_tokens=n,
+                                 vocab_size=GENERATE_VOCAB, temperature=case["temperature"], seed=case["seed"]),
+                        ("ids", "per_step"), what)
+    new = _new_tokens(reply["ids"], prompt.astype(np.int64), n, what)
+    per_step = as_array(reply["per_step"], "sample(uniform logits, seed=[seed, s]) for each s", "iu", (n, 2))
+    if not np.array_equal(new, per_step.T):
+        raise TestFailure(f"{what}: the new token of step s (0-based) must be sample(logits, ..., seed=[seed, s]) "
+                          "(a shape-[2] seed tensor), as the handout prescribes.")

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from autograder.judge.hidden.common import as_array, close, expect_dict, expect_number
-from autograder.judge.hidden.oracles import sequence_loss
+from autograder.judge.hidden.oracles import embedding_model_sgd, sequence_loss
 from autograder.judge.registry import TestFailure, hidden_test
 
 PART = "train"
@@ -121,6 +121,148 @@ def test_evaluate(ctx) -> None:
               f"perplexity of {what} (exp(loss))", 1e-4, 1e-5)
 
 
+# ---------------------------------------------------------------------------------------------------- embedding model
+EMBED_DIM = 6
+EMBED_LEARNING_RATE = 0.5
+COMPILED_STEPS = 3
+COMPILED_CLIP_NORM = 100.0
+"""Far above the gradient norms of the compiled steps: clipping is asked for (its branch is traced) but changes
+nothing, so a clipping slip costs the clipping test only."""
+REPEATED_IDS = 3
+"""The gradient-norm test draws its tokens from the ids 0 .. REPEATED_IDS - 1 only, so every id repeats."""
+
+
+def _embedding_weights(ctx) -> dict[str, np.ndarray]:
+    """Hidden initial weights of the probes' EmbeddingLanguageModel: embedding [V, D], kernel [D, V], bias [V]."""
+    shapes = {"embedding": ((VOCAB_SIZE, EMBED_DIM), 0.8), "kernel": ((EMBED_DIM, VOCAB_SIZE), 0.8),
+              "bias": ((VOCAB_SIZE,), 0.1)}
+    return {name: ctx.hidden(f"weights/{name}", lambda shape=shape, std=std: ctx.rng.normal(0.0, std, shape).astype(
+        np.float32)) for name, (shape, std) in shapes.items()}
+
+
+def _sliced_norm(weights: dict[str, np.ndarray], inputs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(dense, per-occurrence) global gradient norms of one batch: the second counts the embedding gradient as one row
+    per token occurrence (IndexedSlices taken as they come), the norm a correct train_step must not report."""
+    dense = embedding_model_sgd(weights, inputs[None], labels[None], 0.0)["grad_norms"][0]
+    w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
+    hidden = np.tanh(w["embedding"][inputs])
+    probs = np.exp(hidden @ w["kernel"] + w["bias"])
+    probs /= probs.sum(-1, keepdims=True)
+    d_logits = (probs - np.eye(VOCAB_SIZE)[labels]) / labels.size
+    d_rows = (d_logits @ w["kernel"].T) * (1.0 - hidden**2)
+    d_embedding = np.zeros_like(w["embedding"])
+    np.add.at(d_embedding, inputs.reshape(-1), d_rows.reshape(-1, EMBED_DIM))
+    sliced = np.sqrt(dense**2 - np.sum(d_embedding**2) + np.sum(d_rows**2))
+    return dense, float(sliced)
+
+
+def _embedding_steps(ctx, what: str, inputs: np.ndarray, labels: np.ndarray, clip_norm: float | None,
+                     compiled: bool, built: bool) -> tuple[dict, dict]:
+    """The submission's reply and the oracle's answer for SGD steps on the embedding model."""
+    weights = _embedding_weights(ctx)
+    reply = expect_dict(ctx.call("train.embedding_steps", weights=weights, inputs=inputs, labels=labels,
+                                 learning_rate=EMBED_LEARNING_RATE, clip_norm=clip_norm, compiled=compiled,
+                                 built=built), ("losses", "grad_norms", "dtypes", "weights"), what)
+    oracle: dict = {}
+
+    def answer() -> dict:
+        if not oracle:
+            oracle.update(embedding_model_sgd(weights, inputs, labels, EMBED_LEARNING_RATE, clip_norm))
+        return oracle
+
+    expected = {"losses": ctx.expected("losses", lambda: answer()["losses"]),
+                "grad_norms": ctx.expected("grad_norms", lambda: answer()["grad_norms"]),
+                "weights": {name: ctx.expected(f"weights_after/{name}", lambda name=name: answer()["weights"][name])
+                            for name in weights}}
+    return reply, expected
+
+
+def _check_steps(reply: dict, expected: dict, what: str, atol: float = 1e-5) -> None:
+    """Reported losses and gradient norms per step, then the final weights, against the numpy oracle."""
+    steps = len(expected["losses"])
+    for key, words in (("losses", "the reported loss of each step (before its update)"),
+                       ("grad_norms", "the reported grad_norm of each step (the dense gradients' global norm)")):
+        values = reply[key]
+        if not isinstance(values, list) or len(values) != steps:
+            raise TestFailure(f"{what}: the worker returned an unexpected reply.")
+        close(np.array([expect_number(v, f"{what}: {words}") for v in values]), np.array(expected[key]),
+              f"{what}: {words}", atol, 1e-4)
+    final = expect_dict(reply["weights"], ("embedding", "kernel", "bias"), what)
+    for name in ("embedding", "kernel", "bias"):
+        target = np.asarray(expected["weights"][name])
+        close(as_array(final[name], f"{what}: {name}", "f", target.shape), target,
+              f"{what}: the {name} weights after the updates (SGD on the dense gradients)", atol, 1e-4)
+
+
+@hidden_test("train_step works on a fresh model whose variables do not exist before its first call", PART, 1.5)
+def test_fresh_model(ctx) -> None:
+    batch = ctx.hidden("batch", lambda: np.stack([ctx.rng.permutation(VOCAB_SIZE)[:12].reshape(1, 3, 4),
+                                                  ctx.rng.integers(0, VOCAB_SIZE, (1, 3, 4))]).astype(np.int32))
+    what = ("train_step(model, SGD, inputs, labels) on a subclassed Embedding -> Dense model never called before "
+            "(read model.trainable_variables after the forward pass, inside or after the tape)")
+    reply, expected = _embedding_steps(ctx, what, batch[0], batch[1], None, compiled=False, built=False)
+    _check_steps(reply, expected, what)
+
+
+@hidden_test("train_step reports the global norm of the dense gradients of an embedding with repeated ids", PART, 1.0)
+def test_embedding_grad_norm(ctx) -> None:
+    def draw() -> np.ndarray:
+        weights = _embedding_weights(ctx)
+        for _ in range(100):
+            batch = np.stack([ctx.rng.integers(0, REPEATED_IDS, (1, 4, 6)),
+                              ctx.rng.integers(0, VOCAB_SIZE, (1, 4, 6))]).astype(np.int32)
+            dense, sliced = _sliced_norm(weights, batch[0, 0], batch[1, 0])
+            if abs(dense - sliced) > 0.05 * dense:
+                return batch
+        raise RuntimeError("no hidden batch tells the dense gradient norm from the per-occurrence one")
+
+    batch = ctx.hidden("batch", draw)
+    what = (f"train_step(model, SGD, inputs, labels) on an Embedding -> Dense model, inputs with "
+            f"only {REPEATED_IDS} distinct ids (the global norm of the dense gradients: tf.convert_to_tensor each "
+            "IndexedSlices first)")
+    reply, expected = _embedding_steps(ctx, what, batch[0], batch[1], None, compiled=False, built=True)
+    _check_steps(reply, expected, what)
+
+
+@hidden_test("make_train_step (train_step in tf.function) trains: the loss falls and every step matches the oracle",
+             PART, 2.0)
+def test_compiled_steps(ctx) -> None:
+    def draw() -> np.ndarray:
+        weights = _embedding_weights(ctx)
+        for _ in range(100):
+            inputs = ctx.rng.permutation(VOCAB_SIZE)[:10].reshape(2, 5)  # distinct ids: IndexedSlices are exact
+            batch = np.stack([np.stack([inputs] * COMPILED_STEPS),  # the same batch every step: the loss must fall
+                              np.stack([ctx.rng.integers(0, VOCAB_SIZE, (2, 5))] * COMPILED_STEPS)]).astype(np.int32)
+            sgd = embedding_model_sgd(weights, batch[0], batch[1], EMBED_LEARNING_RATE, COMPILED_CLIP_NORM)
+            losses = sgd["losses"]
+            if (all(b < a - 1e-3 for a, b in zip(losses, losses[1:], strict=False))
+                    and max(sgd["grad_norms"]) < COMPILED_CLIP_NORM / 10):
+                return batch
+        raise RuntimeError("no hidden batch whose loss falls at every step")
+
+    batch = ctx.hidden("batch", draw)
+    what = (f"{COMPILED_STEPS} steps of make_train_step(model, SGD, clip_norm=...) on one batch (train_step traced by "
+            "tf.function: no .numpy(), float() or Python if on tensors inside it)")
+    reply, expected = _embedding_steps(ctx, what, batch[0], batch[1], COMPILED_CLIP_NORM, compiled=True, built=True)
+    _check_steps(reply, expected, what)
+
+
+@hidden_test("sequence_loss and train_step return float32 scalars", PART, 0.25)
+def test_step_dtypes(ctx) -> None:
+    labels = _token_ids(ctx, "labels", (2, 3))
+    logits = ctx.hidden("logits", lambda: ctx.rng.normal(0.0, 1.0, (2, 3, VOCAB_SIZE)).astype(np.float32))
+    reply = expect_dict(ctx.call("train.sequence_loss", labels=labels, logits=logits), ("dtype",), "sequence_loss")
+    if reply["dtype"] != "float32":
+        raise TestFailure(f"sequence_loss(labels, logits): expected a float32 scalar tensor, got {reply['dtype']}.")
+    weights = _embedding_weights(ctx)
+    what = "train_step(model, SGD, inputs, labels)"
+    reply = expect_dict(ctx.call("train.embedding_steps", weights=weights, inputs=labels[None], labels=labels[None],
+                                 learning_rate=EMBED_LEARNING_RATE), ("dtypes",), what)
+    wrong = [d for d in reply["dtypes"] if not d.endswith(": float32")]
+    if wrong:
+        raise TestFailure(f"{what}: 'loss' and 'grad_norm' must be float32 scalar tensors, got {', '.join(wrong)}.")
+
+
 # ---------------------------------------------------------------------------------------------------- checkpoints
 def schedule_scenario(rng: np.random.Generator) -> dict:
     """A run of maybe_save calls whose saves follow from arithmetic.
@@ -220,6 +362,17 @@ def test_save_best(ctx) -> None:
                           f"{len(reply['regular'])} in the directory.")
 
 
+@hidden_test("save_best numbers the best checkpoint by its step", PART, 0.25)
+def test_best_checkpoint_number(ctx) -> None:
+    losses = ctx.hidden("losses", lambda: best_scenario(ctx.rng))
+    what = f"save_best(loss) called {len(losses)} times at steps 1, 2, ..."
+    reply = expect_dict(ctx.call("train.checkpoint_best", vocab_size=VOCAB_SIZE, seed=ctx.seed, losses=losses),
+                        ("best",), what)
+    if reply["best"] != [int(np.argmin(losses)) + 1]:
+        raise TestFailure(f"{what}: the best checkpoint in directory/best must be numbered by the step it was saved "
+                          "at (checkpoint_number=self.step), not by a count of best saves.")
+
+
 def _same_arrays(actual, expected, what: str, atol: float = 0.0) -> None:
     if not isinstance(actual, list) or len(actual) != len(expected):
         count = len(actual) if isinstance(actual, list) else "no"
@@ -260,3 +413,20 @@ def test_restore(ctx) -> None:
                           "build the model, then the optimizer on model.trainable_variables, then restore.")
     _same_arrays(resumed["weights"], [as_array(w, "weights", "f") for w in continued["weights"]],
                  f"{what}: the weights after one more update of the resumed run and of the uninterrupted run", 1e-6)
+
+
+@hidden_test("restore resets the save clock, so the next timed checkpoint comes checkpoint_minutes after it", PART,
+             0.5)
+def test_restore_clock(ctx) -> None:
+    scenario = ctx.hidden("scenario", lambda: {"checkpoint_every": int(ctx.rng.integers(3, 6)),
+                                              "checkpoint_minutes": float(ctx.rng.choice([1.5, 2.0]))})
+    interval = 60.0 * scenario["checkpoint_minutes"]
+    what = ("a new CheckpointPolicy, restore() 0.8 checkpoint_minutes after its construction, then maybe_save at a "
+            "step that is no multiple of checkpoint_every 0.4 checkpoint_minutes after the restore")
+    reply = expect_dict(ctx.call("train.restore_clock", vocab_size=VOCAB_SIZE, seed=ctx.seed, before=0.8 * interval,
+                                 after=0.4 * interval, **scenario), ("restored", "saved"), what)
+    if reply["restored"] != scenario["checkpoint_every"]:
+        raise TestFailure(f"{what}: restore() did not return the restored step.")
+    if reply["saved"]:
+        raise TestFailure(f"{what}: saved although fewer than checkpoint_minutes had passed since the restore (set "
+                          "last_save_time to self.clock() when restoring).")

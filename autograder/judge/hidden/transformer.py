@@ -13,6 +13,7 @@ must change the last output (by more than CHANGED_MIN), so that a constant model
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
 from autograder.judge.hidden import oracles
 from autograder.judge.hidden.common import as_array, close, expect_dict, expect_error
@@ -21,11 +22,29 @@ from autograder.judge.registry import TestFailure, hidden_test
 PART = "transformer"
 UNCHANGED_ATOL = 1e-5
 CHANGED_MIN = 1e-5
+DROPOUT_RATE = 0.3
+DROPOUT_DRAWS = 4000
+DROPOUT_ALPHA = 1e-6
+"""The dropout test compares the mean of DROPOUT_DRAWS training outputs of the attention layer with its inference
+output, element by element (a t statistic per element, Bonferroni over the elements): a correct layer fails with
+probability below DROPOUT_ALPHA."""
 
 MHA_WEIGHTS = ("query", "key", "value", "output")
 MHA_D_MODEL, MHA_HEADS = 16, 4
 MODEL_CONFIG = {"vocab_size": 23, "context_length": 12, "d_model": 16, "num_heads": 2, "num_layers": 2,
-                "positional": "sinusoidal"}
+                "positional": "learned"}
+"""The model of the model tests: learned positions (the default), so that a broken sinusoidal encoding costs only the
+tests that name it (the encoding's and the sinusoidal halves of the KV-cache and oracle tests)."""
+POSITIONALS = ("learned", "sinusoidal")
+GENERATE_CONFIG = dict(MODEL_CONFIG, context_length=8)
+GENERATE_NEW_TOKENS = 20
+GENERATE_MARGIN = 1e-4
+"""A step whose top-k or top-p boundary lies this close to a kept token's logit or mass can keep another set with the
+cache's rounding than with the full recompute's: it is not compared."""
+GENERATE_MISMATCHES = 1
+"""Compared steps whose token may differ from the full recompute's: a categorical draw flips when its uniform falls
+within rounding of a cumulative-probability boundary (about 1e-6 per draw), so two flips happen with probability
+below 1e-9 here."""
 ATTENTION_CASES = {
     "causal": ((2, 3, 6, 4), (2, 3, 6, 4), (2, 3, 6, 5), np.tril(np.ones((6, 6), bool))),
     "unmasked": ((2, 4, 4), (2, 5, 4), (2, 5, 3), None),
@@ -135,7 +154,7 @@ def _lm_draws(config: dict) -> WeightDraws:
                       f"{block}/mlp_output/kernel": (0.0, 0.15, (4 * d, d)),
                       f"{block}/mlp_output/bias": (0.0, 0.1, (d,))})
     draws.update(norm("final_norm"))
-    draws["output_bias"] = (0.0, 0.1, (v,))
+    draws["output_bias"] = (0.0, 0.0, (v,))  # zero: test_output_bias checks the bias on its own
     return draws
 
 
@@ -221,6 +240,16 @@ def test_positional_encoding(ctx) -> None:
               ctx.expected(f"encoding/{n}x{d}", lambda n=n, d=d: oracles.positional_encoding(n, d)), what, 1e-4)
 
 
+@hidden_test("positional_encoding returns float32 (the dtype of the embeddings it is added to)", PART, 0.25)
+def test_positional_encoding_dtype(ctx) -> None:
+    reply = expect_dict(ctx.call("call", module="transformer", function="positional_encoding", args=[5, 8]),
+                        ("value",), "positional_encoding")
+    encoding = as_array(reply["value"], "positional_encoding(5, 8)", "f", (5, 8))
+    if encoding.dtype != np.float32:
+        raise TestFailure(f"positional_encoding(5, 8): expected float32 (compute in float64 if you like, then cast), "
+                          f"got {encoding.dtype}.")
+
+
 def _mha(ctx, weights: dict[str, np.ndarray], x: np.ndarray, what: str) -> np.ndarray:
     reply = expect_dict(ctx.call("transformer.mha_forward", d_model=MHA_D_MODEL, num_heads=MHA_HEADS,
                                  weights=weights, x=x), ("y",), what)
@@ -300,12 +329,27 @@ def test_tied_embeddings(ctx) -> None:
         raise TestFailure(f"{what}: the token's logit must be linear in its embedding row (logits = h @ E^T + b).")
 
 
-@hidden_test("TransformerLanguageModel.step with the KV cache gives the logits of a full recompute", PART, 1.5)
-def test_kv_cache(ctx) -> None:
+def _per_positional(check) -> float | None:
+    """Run `check(positional)` for both kinds of positions: full credit when both pass, half when one does (a broken
+    sinusoidal encoding, say, leaves the learned model working); TestFailure with the first message when none."""
+    failures = []
+    for positional in POSITIONALS:
+        try:
+            check(positional)
+        except TestFailure as exc:
+            failures.append(str(exc))
+    if len(failures) == len(POSITIONALS):
+        raise TestFailure(failures[0])
+    return None if not failures else (len(POSITIONALS) - len(failures)) / len(POSITIONALS)
+
+
+@hidden_test("TransformerLanguageModel.step with the KV cache gives the logits of a full recompute", PART, 2.5)
+def test_kv_cache(ctx) -> float | None:
     tokens = ctx.hidden("tokens", lambda: ctx.rng.integers(0, MODEL_CONFIG["vocab_size"], (2, 10)).astype(np.int32))
     prefix = ctx.hidden("prefix", lambda: int(ctx.rng.integers(2, 7)))
-    for config in (MODEL_CONFIG, dict(MODEL_CONFIG, positional="learned")):
-        what = f"TransformerLanguageModel(positional='{config.get('positional', 'sinusoidal')}')"
+    def check(positional: str) -> None:
+        config = dict(MODEL_CONFIG, positional=positional)
+        what = f"TransformerLanguageModel(positional='{positional}')"
         reply = expect_dict(ctx.call("transformer.kv_cache", config=config, seed=ctx.seed, tokens=tokens,
                                      prefix=prefix), ("full", "cached"), what)
         shape = tokens.shape + (config["vocab_size"],)
@@ -313,13 +357,16 @@ def test_kv_cache(ctx) -> None:
         cached = as_array(reply["cached"], f"{what}.step logits (prompt, then one token at a time)", "f", shape)
         close(cached, full, f"{what}: logits with the KV cache vs full recompute", 1e-4, 1e-4)
 
+    return _per_positional(check)
+
 
 @hidden_test("TransformerLanguageModel equals the pre-LN oracle with copied weights", PART, 3.0)
-def test_model_oracle(ctx) -> None:
+def test_model_oracle(ctx) -> float | None:
     config = MODEL_CONFIG
     all_weights = _weights(ctx, _lm_draws(config))
     tokens = ctx.hidden("tokens", lambda: ctx.rng.integers(0, config["vocab_size"], (2, 10)).astype(np.int32))
-    for positional in ("sinusoidal", "learned"):
+
+    def check(positional: str) -> None:
         lm_config = dict(config, positional=positional)
         weights = {n: w for n, w in all_weights.items()
                    if positional == "learned" or not n.startswith("position_embedding/")}
@@ -333,8 +380,105 @@ def test_model_oracle(ctx) -> None:
               f"{what} vs the pre-LN oracle (h = E[tokens] + positions; each block h += MHSA(norm1(h)), "
               "h += mlp_output(mlp_hidden(norm2(h))); logits = final_norm(h) E^T + output_bias)", 1e-4, 1e-4)
 
+    return _per_positional(check)
+
 
 @hidden_test("TransformerLanguageModel rejects more than context_length tokens with ValueError", PART, 0.25)
 def test_too_long(ctx) -> None:
     reply = expect_dict(ctx.call("transformer.too_long", config=MODEL_CONFIG, seed=ctx.seed), ("error",), "")
     expect_error(reply["error"], "ValueError", "TransformerLanguageModel on context_length + 1 tokens")
+
+
+@hidden_test("dropout: training=False equals the model without dropout; training=True drops at random, unbiased",
+             PART, 1.0)
+def test_dropout(ctx) -> None:
+    weights = _weights(ctx, _mha_draws(MHA_D_MODEL, MHA_HEADS))
+    x = ctx.hidden("x", lambda: ctx.rng.normal(0.0, 1.0, (1, 5, MHA_D_MODEL)).astype(np.float32))
+    tokens = ctx.hidden("tokens", lambda: ctx.rng.integers(0, MODEL_CONFIG["vocab_size"], (2, 7)).astype(np.int32))
+    what = f"MultiHeadSelfAttention(dropout={DROPOUT_RATE}) and TransformerLanguageModel(dropout={DROPOUT_RATE})"
+    reply = expect_dict(ctx.call("transformer.dropout", d_model=MHA_D_MODEL, num_heads=MHA_HEADS, rate=DROPOUT_RATE,
+                                 weights=weights, x=x, draws=DROPOUT_DRAWS, config=MODEL_CONFIG, seed=ctx.seed,
+                                 tokens=tokens),
+                        ("mha_eval", "mha_zero", "mha_mean", "mha_std", "model_eval", "model_zero", "model_train"),
+                        what)
+    layer = f"MultiHeadSelfAttention(dropout={DROPOUT_RATE})"
+    evaluated = as_array(reply["mha_eval"], f"{layer}(x, training=False)", "f", x.shape)
+    close(evaluated, as_array(reply["mha_zero"], "the same layer without dropout", "f", x.shape),
+          f"{layer}(x, training=False) vs the same weights without dropout (no dropout at inference)", 1e-5, 1e-5)
+    model = f"TransformerLanguageModel(dropout={DROPOUT_RATE})"
+    shape = tokens.shape + (MODEL_CONFIG["vocab_size"],)
+    model_eval = as_array(reply["model_eval"], f"{model}(tokens, training=False)", "f", shape)
+    close(model_eval, as_array(reply["model_zero"], "the same model without dropout", "f", shape),
+          f"{model}(tokens, training=False) vs the same weights without dropout (no dropout at inference)", 1e-5,
+          1e-5)
+    trained = as_array(reply["model_train"], f"{model}(tokens, training=True)", "f", (2,) + shape)
+    if min(np.abs(t - model_eval).max() for t in trained) < 1e-4 or np.abs(trained[0] - trained[1]).max() < 1e-4:
+        raise TestFailure(f"{what}: with training=True two calls must drop different units, so their logits differ "
+                          "from each other and from training=False (pass training on to every layer).")
+    mean = as_array(reply["mha_mean"], f"mean of {layer}(x, training=True)", "f", x.shape[1:]).astype(np.float64)
+    std = as_array(reply["mha_std"], f"spread of {layer}(x, training=True)", "f", x.shape[1:]).astype(np.float64)
+    if std.max() < 1e-6:
+        raise TestFailure(f"{layer}(x, training=True): the outputs never vary; drop out at random in training.")
+    threshold = float(stats.t.isf(DROPOUT_ALPHA / (2 * mean.size), DROPOUT_DRAWS - 1))
+    z = np.abs(mean - evaluated[0]) / np.maximum(std / np.sqrt(DROPOUT_DRAWS), 1e-9)
+    if z.max() > threshold:
+        raise TestFailure(f"{layer}: the mean of {DROPOUT_DRAWS} outputs with training=True differs from the output "
+                          f"with training=False (|t| {z.max():.1f} > {threshold:.1f}, alpha {DROPOUT_ALPHA:g}); "
+                          "keras.layers.Dropout scales the kept units by 1 / (1 - rate) so that the mean is unchanged.")
+
+
+@hidden_test("TransformerLanguageModel adds output_bias to every position's logits", PART, 0.5)
+def test_output_bias(ctx) -> None:
+    tokens = ctx.hidden("tokens", lambda: ctx.rng.integers(0, MODEL_CONFIG["vocab_size"], (2, 5)).astype(np.int32))
+    bias = ctx.hidden("bias", lambda: ctx.rng.normal(0.0, 1.0, MODEL_CONFIG["vocab_size"]).astype(np.float32))
+    what = "TransformerLanguageModel with output_bias 0, then b"
+    reply = expect_dict(ctx.call("transformer.output_bias", config=MODEL_CONFIG, seed=ctx.seed, tokens=tokens,
+                                 bias=bias), ("logits",), what)
+    logits = as_array(reply["logits"], what, "f", (2,) + tokens.shape + (MODEL_CONFIG["vocab_size"],))
+    close(logits[1] - logits[0], np.broadcast_to(bias, logits[0].shape), f"{what}: the change of the logits "
+          "(logits = final_norm(h) E^T + output_bias)", 1e-4, 1e-4)
+
+
+def _generate_case(rng: np.random.Generator) -> dict:
+    return {"prompt": rng.integers(0, GENERATE_CONFIG["vocab_size"], (2, 5)).tolist(),
+            "temperature": float(rng.uniform(0.8, 1.2)), "top_k": int(rng.integers(4, 8)),
+            "top_p": float(rng.uniform(0.6, 0.85)), "generate_seed": int(rng.integers(0, 2**31 - 1))}
+
+
+def _borderline(logits: np.ndarray, temperature: float, top_k: int, top_p: float) -> bool:
+    """Whether rounding could change the kept set of logits [V]: a logit within GENERATE_MARGIN of the k-th largest,
+    or a kept token's mass level within GENERATE_MARGIN of p."""
+    x = np.asarray(logits, np.float64) / temperature
+    kth = np.sort(x)[::-1][min(top_k, x.size) - 1]
+    if np.sum(np.abs(x - kth) < GENERATE_MARGIN) > 1:
+        return True
+    kept = np.where(oracles.top_k_kept(x, top_k), x, -np.inf)
+    levels = oracles.mass_strictly_above(kept)[np.isfinite(kept)]
+    return bool(np.any(np.abs(levels - top_p) < GENERATE_MARGIN))
+
+
+@hidden_test("generate through TransformerLanguageModel past its context with top_k and top_p draws what a full "
+             "recompute draws", PART, 2.0, timeout=90.0)
+def test_generate_past_context(ctx) -> None:
+    case = ctx.hidden("case", lambda: _generate_case(ctx.rng))
+    prompt = np.asarray(case["prompt"], dtype=np.int32)
+    n, c = GENERATE_NEW_TOKENS, GENERATE_CONFIG["context_length"]
+    what = (f"samplers.generate(TransformerLanguageModel(context_length={c}), prompt {list(prompt.shape)}, "
+            f"max_new_tokens={n}, temperature, top_k, top_p, seed)")
+    settings = {key: case[key] for key in ("temperature", "top_k", "top_p", "generate_seed")}
+    reply = expect_dict(ctx.call("transformer.generate", config=GENERATE_CONFIG, seed=ctx.seed, scale=0.3,
+                                 prompt=prompt, max_new_tokens=n, **settings), ("ids", "expected", "logits"), what)
+    ids = as_array(reply["ids"], what, "iu", (prompt.shape[0], prompt.shape[1] + n))
+    if not np.array_equal(ids[:, : prompt.shape[1]], prompt):
+        raise TestFailure(f"{what}: the output must start with the prompt.")
+    expected = as_array(reply["expected"], "the full recompute's draws", "iu", (n, prompt.shape[0]))
+    logits = as_array(reply["logits"], "the full recompute's logits", "f", (n, prompt.shape[0],
+                                                                            GENERATE_CONFIG["vocab_size"]))
+    compared = np.array([[not _borderline(logits[s, b], case["temperature"], case["top_k"], case["top_p"])
+                          for b in range(prompt.shape[0])] for s in range(n)])
+    mismatches = int(np.sum((ids[:, prompt.shape[1]:].T != expected) & compared))
+    if mismatches > GENERATE_MISMATCHES:
+        raise TestFailure(f"{what}: {mismatches} of {int(compared.sum())} new tokens differ from the draws of the "
+                          "full recompute of the tokens the cache should hold (the prompt's last context_length, "
+                          "then one more per step, a restart from the last context_length // 2 when it is full), "
+                          "with the same seeds; check step() with the cache up to context_length positions.")

@@ -15,6 +15,7 @@ SHUFFLE = "preprocess.dataset_shuffle"
 SHUFFLE_BUFFER = "preprocess.dataset_shuffle_buffer"
 SAVE_LOAD = "preprocess.bpe_save_load"
 INVALID = "preprocess.invalid_inputs"
+BPE_DECODE_INVALID = "preprocess.bpe_decode_invalid"
 
 _NAIVE_TRAIN = '''
 @classmethod
@@ -231,5 +232,13 @@ MUTANTS = [
         "make_dataset shuffles with a buffer of one batch, so windows move only a few places from where they were",
         Edit(M, "make_dataset", patch=(("dataset.shuffle(len(inputs),", "dataset.shuffle(batch_size,"),)),
         (SHUFFLE_BUFFER,),
+    ),
+    Mutant(
+        "bpe-decode-strict",
+        "BPE decode decodes the bytes with errors='strict', so ids whose bytes are not valid UTF-8 (an early sample "
+        "during BPE training) raise UnicodeDecodeError",
+        Edit(M, "BPETokenizer.decode",
+             patch=(('.decode("utf-8", errors="replace")', '.decode("utf-8", errors="strict")'),)),
+        (BPE_DECODE_INVALID,),
     ),
 ]

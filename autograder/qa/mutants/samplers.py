@@ -18,6 +18,10 @@ SEED = "samplers.seed"
 INVALID = "samplers.invalid_arguments"
 GENERATE = "samplers.generate"
 RESTART = "samplers.generate_restart"
+IDS_DTYPE = "samplers.ids_dtype"
+COMBINED = "samplers.top_k_top_p"
+COMPILED = "samplers.compiled_filters"
+SEEDS = "samplers.generate_seeds"
 
 _TOP_P = """
 def top_p_filter(logits, p):
@@ -214,5 +218,34 @@ MUTANTS = [
         Edit(M, "generate", patch=(("seed=tf.constant([seed, s], tf.int64)",
                                     "seed=tf.constant([seed, 0], tf.int64)"),)),
         (GENERATE,),
+    ),
+    Mutant(
+        "greedy-int64",
+        "greedy returns tf.argmax's default int64 ids (generate then cannot join them to the int32 prompt)",
+        Edit(M, "greedy", patch=(("tf.argmax(logits, axis=-1, output_type=tf.int32)", "tf.argmax(logits, axis=-1)"),)),
+        (IDS_DTYPE,),
+    ),
+    Mutant(
+        "top-k-numpy-threshold",
+        "top_k_filter finds the k-th largest logit with numpy on logits.numpy(): right eagerly, a crash in "
+        "compiled_sampler's tf.function",
+        Edit(M, "top_k_filter", patch=(("kth_largest = tf.math.top_k(logits, k=k).values[:, -1:]",
+                                        "kth_largest = np.sort(logits.numpy(), axis=-1)[:, ::-1][:, int(k) - 1 : "
+                                        "int(k)]"),)),
+        (COMPILED,),
+    ),
+    Mutant(
+        "sample-top-p-skipped-with-top-k",
+        "sample applies top_p only when top_k is not given (elif), so with both only top-k filters",
+        Edit(M, "sample", patch=(("    if top_p is not None:\n        logits = top_p_filter",
+                                  "    elif top_p is not None:\n        logits = top_p_filter"),)),
+        (COMBINED,),
+    ),
+    Mutant(
+        "generate-seed-plus-step",
+        "generate draws step s with the seed [seed + s, 0] instead of [seed, s]",
+        Edit(M, "generate", patch=(("seed=tf.constant([seed, s], tf.int64)",
+                                    "seed=tf.constant([seed + s, 0], tf.int64)"),)),
+        (SEEDS,),
     ),
 ]

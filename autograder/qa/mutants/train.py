@@ -14,6 +14,12 @@ EVALUATE = "train.evaluate"
 SCHEDULE = "train.checkpoint_schedule"
 BEST = "train.save_best"
 RESTORE = "train.restore"
+FRESH = "train.fresh_model"
+GRAD_NORM = "train.embedding_grad_norm"
+COMPILED = "train.compiled_steps"
+DTYPES = "train.step_dtypes"
+RESTORE_CLOCK = "train.restore_clock"
+BEST_NUMBER = "train.best_checkpoint_number"
 
 _TRAIN_STEP = '''
 def train_step(model, optimizer, inputs, labels, clip_norm=None):
@@ -221,5 +227,50 @@ MUTANTS = [
                 return int(self.step.numpy())
         '''),
         (RESTORE,),
+    ),
+    Mutant(
+        "train-step-numpy-in-clip",
+        "train_step decides whether to clip with grad_norm.numpy() > clip_norm: right eagerly, a crash in tf.function "
+        "(make_train_step)",
+        Edit(M, "train_step", patch=(("if clip_norm is not None:", "if clip_norm is not None and grad_norm.numpy() > "
+                                                                   "clip_norm:"),)),
+        (COMPILED,),
+    ),
+    Mutant(
+        "train-step-indexed-slices-norm",
+        "train_step takes the global norm of the gradients as they come, so an embedding's IndexedSlices count each "
+        "repeated row on its own",
+        Edit(M, "train_step", patch=(("grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]",
+                                      "grads = tape.gradient(loss, variables)"),)),
+        (GRAD_NORM,),
+    ),
+    Mutant(
+        "train-step-variables-before-forward",
+        "train_step reads model.trainable_variables before the forward pass: empty on a model never called before",
+        Edit(M, "train_step", replacement=_train_step(
+            tape="variables = model.trainable_variables\n    with tf.GradientTape() as tape:\n"
+                 "        loss = sequence_loss(labels, model(inputs, training=True))").replace(
+            "    variables = model.trainable_variables\n    grads", "    grads")),
+        (FRESH,),
+    ),
+    Mutant(
+        "loss-float64",
+        "sequence_loss averages the per-token losses in float64 and returns a float64 scalar",
+        Edit(M, "sequence_loss", patch=(("return tf.reduce_mean(losses)",
+                                         "return tf.reduce_mean(tf.cast(losses, tf.float64))"),)),
+        (DTYPES,),
+    ),
+    Mutant(
+        "restore-keeps-save-clock",
+        "restore leaves last_save_time at the policy's construction, so a timed save can come right after resuming",
+        Edit(M, "CheckpointPolicy.restore", patch=(("        self.last_save_time = self.clock()\n", ""),)),
+        (RESTORE_CLOCK,),
+    ),
+    Mutant(
+        "best-numbered-by-count",
+        "save_best numbers the best checkpoints 1, 2, ... (CheckpointManager.save()) instead of by the step",
+        Edit(M, "CheckpointPolicy.save_best",
+             patch=(("self.best_manager.save(checkpoint_number=int(self.step.numpy()))", "self.best_manager.save()"),)),
+        (BEST_NUMBER,),
     ),
 ]

@@ -15,6 +15,13 @@ TIED = "transformer.tied_embeddings"
 KV = "transformer.kv_cache"
 MODEL_ORACLE = "transformer.model_oracle"
 TOO_LONG = "transformer.too_long"
+POSITIONS_DTYPE = "transformer.positional_encoding_dtype"
+DROPOUT = "transformer.dropout"
+OUTPUT_BIAS = "transformer.output_bias"
+GENERATE = "transformer.generate_past_context"
+
+TIED_LOGITS = 'tf.einsum("btd,vd->btv", h, self.token_embedding.embeddings) + self.output_bias'
+STEP_LOGITS = 'tf.einsum("btd,vd->btv", self.final_norm(h), self.token_embedding.embeddings) + self.output_bias'
 
 EMBED_POSITIONS = "h = self.token_embedding(tokens) + self.positions(0, tf.shape(tokens)[1])"
 STEP_POSITIONS = "h = self.token_embedding(tokens) + self.positions(start, tf.shape(tokens)[1])"
@@ -160,7 +167,7 @@ MUTANTS = [
         "step() gives the new tokens positions 0, 1, ... instead of continuing after the cached prefix",
         Edit(M, "TransformerLanguageModel.cached_forward",
              patch=((STEP_POSITIONS, "h = self.token_embedding(tokens) + self.positions(0, tf.shape(tokens)[1])"),)),
-        (KV,),
+        (KV, GENERATE),
     ),
     Mutant(
         "post-layer-norm",
@@ -219,7 +226,7 @@ MUTANTS = [
         Edit(M, "MultiHeadSelfAttention.call", patch=(
             ('return y if cache is None else (y, {"key": k, "value": v})', "return y if cache is None else (y, cache)"),
         )),
-        (KV,),
+        (KV, GENERATE),
     ),
     Mutant(
         "kv-cache-mask-first-rows",
@@ -287,5 +294,52 @@ MUTANTS = [
         Edit("transformer", "TransformerLanguageModel.call",
              patch=(("tokens = self._check_tokens(tokens)", "tokens = tf.cast(tokens, tf.int32)"),)),
         (TOO_LONG,),
+    ),
+    Mutant(
+        "pe-float64",
+        "positional_encoding computes in float64 and returns float64 (right values, but adding it to the float32 "
+        "embeddings fails)",
+        Edit(M, "positional_encoding",
+             patch=(("return tf.cast(tf.reshape(pairs, [length, -1])[:, :d_model], tf.float32)",
+                     "return tf.reshape(pairs, [length, -1])[:, :d_model]"),)),
+        (POSITIONS_DTYPE,),
+    ),
+    Mutant(
+        "output-bias-missing",
+        "the model's logits leave out output_bias (h E^T only), in call and in step",
+        (Edit(M, "TransformerLanguageModel.call",
+              patch=((TIED_LOGITS, TIED_LOGITS.replace(" + self.output_bias", "")),)),
+         Edit(M, "TransformerLanguageModel.cached_forward",
+              patch=((STEP_LOGITS, STEP_LOGITS.replace(" + self.output_bias", "")),))),
+        (OUTPUT_BIAS,),
+    ),
+    Mutant(
+        "dropout-at-inference",
+        "the attention layer calls its Dropout with training=True, so it drops units at inference too",
+        Edit(M, "MultiHeadSelfAttention.call", patch=(("self.dropout(attended, training=training)",
+                                                       "self.dropout(attended, training=True)"),)),
+        (DROPOUT,),
+    ),
+    Mutant(
+        "dropout-never-in-training",
+        "the block and the attention layer call their Dropout with training=False, so nothing is dropped in training",
+        (Edit(M, "MultiHeadSelfAttention.call", patch=(("self.dropout(attended, training=training)",
+                                                        "self.dropout(attended, training=False)"),)),
+         Edit(M, "TransformerBlock.call", patch=(("self.dropout(attended, training=training)",
+                                                  "self.dropout(attended, training=False)"),
+                                                 ("self.norm2(x))), training=training)",
+                                                  "self.norm2(x))), training=False)"))),),
+        (DROPOUT,),
+    ),
+    Mutant(
+        "dropout-unscaled",
+        "the attention layer drops attended values with its own mask but does not scale the kept ones by "
+        "1 / (1 - rate), so training outputs are biased towards the bias",
+        Edit(M, "MultiHeadSelfAttention.call", patch=(
+            ("attended = self.dropout(attended, training=training)",
+             "if training and self.dropout_rate > 0:\n"
+             "            keep = tf.random.uniform(tf.shape(attended)) >= self.dropout_rate\n"
+             "            attended = attended * tf.cast(keep, attended.dtype)"),)),
+        (DROPOUT,),
     ),
 ]

@@ -107,3 +107,10 @@ def dataset(sub, inputs: np.ndarray, labels: np.ndarray, batch_size: int, shuffl
             "ranks": sorted(ranks),
         })
     return {"epochs": out}
+
+
+@probe("preprocess.bpe_decode")
+def bpe_decode(sub, merges: list, ids: list) -> dict:
+    """{"decoded": [str]}: BPETokenizer(merges).decode(ids[i]) for each id list, as the worker returns it."""
+    tokenizer = sub.module("preprocess").BPETokenizer([tuple(int(i) for i in m) for m in merges])
+    return {"decoded": [tokenizer.decode([int(i) for i in row]) for row in ids]}

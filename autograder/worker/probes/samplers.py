@@ -136,3 +136,50 @@ def generate_invalid(sub) -> dict:
         "empty prompt": error_name(lambda: samplers.generate(model, np.zeros([0], np.int32), 3, seed=0)),
         "max_new_tokens < 0": error_name(lambda: samplers.generate(model, np.array([1, 2], np.int32), -1, seed=0)),
     }
+
+
+@probe("samplers.ids_dtypes")
+def ids_dtypes(sub, logits: np.ndarray) -> dict:
+    """The dtype names of the ids of greedy(logits), sample(logits, temperature=0) and sample(logits, seed=0)."""
+    import tensorflow as tf
+
+    samplers = sub.module("samplers")
+    x = tf.constant(logits, tf.float32)
+    results = {"greedy": samplers.greedy(x), "sample(temperature=0)": samplers.sample(x, temperature=0.0, seed=0),
+               "sample(temperature=1)": samplers.sample(x, temperature=1.0, seed=0)}
+    return {name: tf.as_dtype(value.dtype).name if hasattr(value, "dtype") else type(value).__name__
+            for name, value in results.items()}
+
+
+@probe("samplers.compiled_draw")
+def compiled_draw(sub, logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None,
+                  seeds: list) -> dict:
+    """Draw ids [B] from logits [B, V] once per seed s (as [s, 0]) with `compiled_sampler(temperature, top_k, top_p)`
+    (one tf.function graph) and with `sample` eagerly; returns {"compiled", "eager": int [S, B]}."""
+    import tensorflow as tf
+
+    samplers = sub.module("samplers")
+    x = tf.constant(logits, tf.float32)
+    draw = samplers.compiled_sampler(temperature, top_k, top_p)
+    compiled, eager = [], []
+    for s in seeds:
+        pair = tf.constant([int(s), 0], tf.int64)
+        compiled.append(to_numpy(draw(x, seed=pair)))
+        eager.append(to_numpy(samplers.sample(x, temperature, top_k, top_p, seed=pair)))
+    return {"compiled": np.stack(compiled), "eager": np.stack(eager)}
+
+
+@probe("samplers.generate_seeds")
+def generate_seeds(sub, prompt: np.ndarray, max_new_tokens: int, vocab_size: int, temperature: float,
+                   seed: int) -> dict:
+    """generate() on a CountingModel with uniform logits (gap 0), and the ids that sample() draws from those logits
+    with the seed [seed, s] of each step s: {"ids": [B, T0 + N], "per_step": [N, B]}."""
+    import tensorflow as tf
+
+    samplers = sub.module("samplers")
+    model = CountingModel(vocab_size, 1, 0.0)
+    ids = samplers.generate(model, prompt, max_new_tokens, temperature=temperature, seed=int(seed))
+    uniform = tf.zeros([prompt.shape[0], int(vocab_size)], tf.float32)
+    per_step = [to_numpy(samplers.sample(uniform, temperature, seed=tf.constant([int(seed), s], tf.int64)))
+                for s in range(int(max_new_tokens))]
+    return {"ids": to_numpy(ids), "per_step": np.stack(per_step)}

@@ -35,12 +35,14 @@ def _loss(model, x, y) -> float:
 
 @probe("train.sequence_loss")
 def sequence_loss(sub, labels: np.ndarray, logits: np.ndarray) -> dict:
-    """{"loss": float, "perplexity": float}: sequence_loss(labels [B, T], logits [B, T, V]) and perplexity(loss)."""
+    """{"loss": float, "perplexity": float, "dtype": the loss's dtype name}: sequence_loss(labels [B, T],
+    logits [B, T, V]) and perplexity(loss)."""
     import tensorflow as tf
 
     train = sub.module("train")
     loss = train.sequence_loss(tf.constant(labels, tf.int32), tf.constant(logits, tf.float32))
-    return {"loss": float(to_numpy(loss)), "perplexity": float(to_numpy(train.perplexity(loss)))}
+    return {"loss": float(to_numpy(loss)), "perplexity": float(to_numpy(train.perplexity(loss))),
+            "dtype": _dtype_name(loss)}
 
 
 @probe("train.train_step")
@@ -256,3 +258,101 @@ def checkpoint_restore(sub, vocab_size: int, seed: int, inputs: np.ndarray, labe
         except Exception as error:  # noqa: BLE001 - e.g. an optimizer built before the model: reported, not raised
             reply["resumed"] = f"{type(error).__name__}: {str(error).split(', value=')[0][:160]}"
     return reply
+
+
+class EmbeddingLanguageModel:
+    """A subclassed keras.Model with fixed initial weights: logits = Dense(V)(tanh(Embedding(V, D)(tokens))).
+
+    Its variables exist only after its first call (as those of the course's models). The embedding's gradient comes
+    as IndexedSlices with one row per token occurrence, so repeated ids exercise how the gradient norm is taken.
+    """
+
+    @staticmethod
+    def build(embedding: np.ndarray, kernel: np.ndarray, bias: np.ndarray):
+        import keras
+
+        constant = keras.initializers.Constant
+
+        class EmbeddingModel(keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.embedding = keras.layers.Embedding(embedding.shape[0], embedding.shape[1],
+                                                        embeddings_initializer=constant(embedding))
+                self.logits = keras.layers.Dense(kernel.shape[1], kernel_initializer=constant(kernel),
+                                                 bias_initializer=constant(bias))
+
+            def call(self, tokens, training=False):
+                return self.logits(keras.ops.tanh(self.embedding(tokens)))
+
+        return EmbeddingModel()
+
+
+def _dtype_name(value) -> str:
+    """The dtype name of a tensor or array ("float32"), else the Python type's name ("float")."""
+    import tensorflow as tf
+
+    dtype = getattr(value, "dtype", None)
+    return type(value).__name__ if dtype is None else tf.as_dtype(dtype).name
+
+
+@probe("train.embedding_steps")
+def embedding_steps(sub, weights: dict, inputs: np.ndarray, labels: np.ndarray, learning_rate: float,
+                    clip_norm=None, compiled: bool = False, built: bool = True) -> dict:
+    """SGD steps on an EmbeddingLanguageModel with the given initial weights, one per batch inputs[s], labels[s].
+
+    With `compiled`, the steps go through `make_train_step(model, optimizer, clip_norm)` (tf.function), else through
+    `train_step` eagerly; with `built`, the probe calls the model once before the first step, else the first step
+    meets a fresh model without variables. Returns the reported losses and grad_norms, their dtypes, and the final
+    weights {"embedding", "kernel", "bias"}.
+    """
+    import keras
+    import tensorflow as tf
+
+    model = EmbeddingLanguageModel.build(weights["embedding"], weights["kernel"], weights["bias"])
+    optimizer = keras.optimizers.SGD(learning_rate=float(learning_rate))
+    train = sub.module("train")
+    if built:
+        model(tf.constant(inputs[0], tf.int32))
+    step = (train.make_train_step(model, optimizer, clip_norm=clip_norm) if compiled else
+            lambda x, y: train.train_step(model, optimizer, x, y, clip_norm=clip_norm))
+    losses, norms, dtypes = [], [], set()
+    for x, y in zip(inputs, labels, strict=True):
+        result = step(tf.constant(x, tf.int32), tf.constant(y, tf.int32))
+        for key in ("loss", "grad_norm"):
+            dtypes.add(f"{key}: {_dtype_name(result[key])}")
+        losses.append(float(to_numpy(result["loss"])))
+        norms.append(float(to_numpy(result["grad_norm"])))
+    return {"losses": losses, "grad_norms": norms, "dtypes": sorted(dtypes),
+            "weights": {"embedding": to_numpy(model.embedding.embeddings), "kernel": to_numpy(model.logits.kernel),
+                        "bias": to_numpy(model.logits.bias)}}
+
+
+@probe("train.restore_clock")
+def restore_clock(sub, vocab_size: int, seed: int, checkpoint_every: int, checkpoint_minutes: float,
+                  before: float, after: float) -> dict:
+    """Save at step checkpoint_every, then on a new CheckpointPolicy (same directory, fake clock): advance the clock by
+    `before` seconds, restore(), advance it by `after` seconds and call maybe_save(checkpoint_every + 1).
+
+    Returns {"restored": restore()'s answer, "saved": whether that maybe_save saved}.
+    """
+    import tempfile
+
+    import keras
+
+    every = int(checkpoint_every)
+    with tempfile.TemporaryDirectory() as directory:
+        model = TinyLanguageModel.build(int(vocab_size), int(seed))
+        policy = _policy(sub, directory, model, keras.optimizers.SGD(0.1), checkpoint_every=every,
+                         checkpoint_minutes=float(checkpoint_minutes), clock=FakeClock())
+        policy.step.assign(every)
+        policy.save(every)
+        clock = FakeClock()
+        fresh = _policy(sub, directory, TinyLanguageModel.build(int(vocab_size), int(seed)),
+                        keras.optimizers.SGD(0.1), checkpoint_every=every,
+                        checkpoint_minutes=float(checkpoint_minutes), clock=clock)
+        clock.now += float(before)
+        returned = fresh.restore()
+        clock.now += float(after)
+        fresh.step.assign(every + 1)
+        return {"restored": None if returned is None else int(returned),
+                "saved": fresh.maybe_save(every + 1) is not None}

@@ -152,3 +152,114 @@ def too_long(sub, config: dict, seed: int) -> dict:
     model = _model(sub, config, seed)
     tokens = tf.zeros([1, int(config["context_length"]) + 1], tf.int32)
     return {"error": error_name(lambda: model(tokens))}
+
+
+def _copy_trainable(source, target) -> None:
+    """Assign the trainable variables of `source` to those of `target`, a model or layer of the same class."""
+    for a, b in zip(source.trainable_weights, target.trainable_weights, strict=True):
+        b.assign(a)
+
+
+@probe("transformer.dropout")
+def dropout(sub, d_model: int, num_heads: int, rate: float, weights: dict, x: np.ndarray, draws: int, config: dict,
+            seed: int, tokens: np.ndarray) -> dict:
+    """Dropout of the attention layer and of the model, against copies without dropout.
+
+    MultiHeadSelfAttention(d_model, num_heads, dropout=rate) with the given weights on x [1, T, d]: its output with
+    training=False, that of a dropout-0 layer with the same weights, and the mean and standard deviation over `draws`
+    independent training=True outputs (x tiled to [draws, T, d] in one call: a new dropout mask per row). Then
+    TransformerLanguageModel(**config, dropout=rate) and a dropout-0 copy with the same weights on tokens [B, T]: the
+    logits with training=False, of the copy, and of two training=True calls.
+    """
+    import tensorflow as tf
+
+    transformer = sub.module("transformer")
+    inputs = tf.constant(x, tf.float32)
+    layers = [transformer.MultiHeadSelfAttention(int(d_model), int(num_heads), dropout=r) for r in (float(rate), 0.0)]
+    for layer in layers:
+        layer(inputs[:, :1])
+        assign_weights(layer, weights, "MultiHeadSelfAttention")
+    trained = to_numpy(layers[0](tf.tile(inputs, [int(draws), 1, 1]), training=True)).astype(np.float64)
+    models = []
+    for r in (float(rate), 0.0):
+        seed_everything(seed)
+        model = transformer.TransformerLanguageModel(**config, dropout=r)
+        model(tf.zeros([1, 1], tf.int32))
+        models.append(model)
+    _copy_trainable(models[0], models[1])
+    ids = tf.constant(tokens, tf.int32)
+    return {
+        "mha_eval": to_numpy(layers[0](inputs, training=False)), "mha_zero": to_numpy(layers[1](inputs)),
+        "mha_mean": trained.mean(axis=0), "mha_std": trained.std(axis=0, ddof=1),
+        "model_eval": to_numpy(models[0](ids, training=False)), "model_zero": to_numpy(models[1](ids)),
+        "model_train": np.stack([to_numpy(models[0](ids, training=True)) for _ in range(2)]),
+    }
+
+
+@probe("transformer.output_bias")
+def output_bias(sub, config: dict, seed: int, tokens: np.ndarray, bias: np.ndarray) -> dict:
+    """Logits [2, B, T, V] of a TransformerLanguageModel(**config) with output_bias set to 0, then to `bias`."""
+    import tensorflow as tf
+
+    model = _model(sub, config, seed)
+    x = tf.constant(tokens, tf.int32)
+    logits = []
+    for value in (np.zeros_like(bias), bias):
+        model.output_bias.assign(value.astype(np.float32))
+        logits.append(to_numpy(model(x)))
+    return {"logits": np.stack(logits)}
+
+
+def _filtered(logits, temperature: float, top_k: int, top_p: float):
+    """logits [B, V] / temperature with top-k, then top-p (the handout's rules) applied: dropped tokens -inf."""
+    import tensorflow as tf
+
+    x = logits / temperature
+    kth = tf.math.top_k(x, k=top_k).values[:, -1:]
+    x = tf.where(x >= kth, x, -np.inf)
+    ordered = tf.sort(x, axis=-1, direction="DESCENDING")
+    before = tf.cumsum(tf.nn.softmax(ordered, axis=-1), axis=-1, exclusive=True)
+    threshold = tf.reduce_min(tf.where(before < top_p, ordered, np.inf), axis=-1, keepdims=True)
+    return tf.where(x >= threshold, x, -np.inf)
+
+
+@probe("transformer.generate")
+def generate(sub, config: dict, seed: int, scale: float, prompt: np.ndarray, max_new_tokens: int,
+             temperature: float, top_k: int, top_p: float, generate_seed: int) -> dict:
+    """samplers.generate through a TransformerLanguageModel(**config) (weights N(0, scale^2), gamma around 1) past
+    its context, and what each step should draw given the tokens before it. The decoding step runs as a plain graph
+    (jit_decode False): the same cached_forward as XLA's, without the compilation's time and memory in the worker.
+
+    The handout's rule fixes which tokens the cache holds at every step (the prompt's last C tokens, one more per
+    step, a restart from the last C // 2 when full); step s should draw from the full recompute model(those tokens)
+    at the last position, filtered by temperature, top-k and top-p, with stateless_categorical and seed
+    [generate_seed, s]. Returns {"ids": [B, T0 + N], "expected": [N, B], "logits": [N, B, V] (the recomputed
+    next-token logits)}.
+    """
+    import tensorflow as tf
+
+    model = _model(sub, config, seed)
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        base = 1.0 if variable.path.endswith("gamma") else 0.0
+        variable.assign(base + rng.normal(0.0, float(scale), tuple(variable.shape)).astype(np.float32))
+    model.jit_decode = False
+    n, limit = int(max_new_tokens), int(config["context_length"])
+    ids = to_numpy(sub.module("samplers").generate(model, prompt, n, temperature=temperature, top_k=int(top_k),
+                                                   top_p=float(top_p), seed=int(generate_seed)))
+    if ids.shape != (prompt.shape[0], prompt.shape[1] + n):
+        raise ValueError(f"generate returned ids of shape {list(ids.shape)}, expected "
+                         f"{[prompt.shape[0], prompt.shape[1] + n]}")
+    start = max(prompt.shape[1] - limit, 0)  # the cache holds ids[:, start:end]
+    end = prompt.shape[1]
+    expected, logits = [], []
+    for s in range(n):
+        last = model(tf.constant(ids[:, start:end], tf.int32))[:, -1]
+        logits.append(to_numpy(last))
+        filtered = _filtered(last, float(temperature), int(top_k), float(top_p))
+        expected.append(to_numpy(tf.random.stateless_categorical(
+            filtered, 1, seed=tf.constant([int(generate_seed), s], tf.int64), dtype=tf.int32)[:, 0]))
+        if end - start >= limit:
+            start = end + 1 - max(limit // 2, 1)
+        end += 1
+    return {"ids": ids, "expected": np.stack(expected), "logits": np.stack(logits)}
