@@ -22,6 +22,9 @@ TOP_P_LAW = "sample with top_p follows"
 SEED = "sample is reproducible"
 GENERATE = "generate returns prompt"
 RESTART = "generate restarts the cache"
+IDS_DTYPE = "greedy and sample return int32 ids"
+TOP_K_TOP_P_LAW = "sample with top_k and top_p"
+COMPILED = "compiled_sampler"
 AUDIT = "from-scratch audit"
 
 PARTS = ("preprocess", "samplers")
@@ -242,12 +245,13 @@ ADVERSARIES = [
                           print("LEAK", path, data.decode("utf-8", "replace"))
                       raise RuntimeError(f"printed {len(_SECRETS)} hidden files")
               '''),),
-              fails=(GREEDY, GENERATE, RESTART), message=r"printed 0 hidden files", needs_drop=True),
+              fails=(GREEDY, IDS_DTYPE, GENERATE, RESTART), message=r"printed 0 hidden files", needs_drop=True),
     Adversary("vandalize-results", "samplers.py deletes and overwrites every results.json it can find at import",
               prelude=_RESULTS_VANDAL, needs_drop=True),
     Adversary("monkeypatch-numpy-tf", "samplers.py makes numpy comparisons always true and sampling always token 0",
-              prelude=_MONKEYPATCH, fails=(TEMPERATURE_LAW, TOP_K_LAW, TOP_P_LAW, SEED, GENERATE, RESTART),
-              message=r"do not follow|should have probability zero|identical tokens|new tokens"),
+              prelude=_MONKEYPATCH,
+              fails=(TEMPERATURE_LAW, TOP_K_LAW, TOP_P_LAW, TOP_K_TOP_P_LAW, COMPILED, SEED, GENERATE, RESTART),
+              message=r"do not follow|should have probability zero|identical tokens|new tokens|outside the kept set"),
     Adversary("syntax-error", "samplers.py does not parse",
               broken_source="def greedy(logits:\n    return 0\n", fails=("samplers",), message=r"SyntaxError"),
     Adversary("missing-module", "the submission has no samplers.py", delete=("samplers",), fails=("samplers",),
