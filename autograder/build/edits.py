@@ -102,11 +102,15 @@ class Alternative:
         id: short unique identifier.
         description: one line saying how it differs.
         edits: the functions it replaces (possibly in several modules).
+        public_pitfalls: public tests (node id prefixes below the repository, e.g.
+            "public_tests/test_part3_samplers.py::test_x") that it fails by design: they teach a rule of the handout
+            that a careful student could still miss, and the hidden tests do not take points for it.
     """
 
     id: str
     description: str
     edits: tuple[Edit, ...] = field(default_factory=tuple)
+    public_pitfalls: tuple[str, ...] = ()
 
     @property
     def parts(self) -> tuple[str, ...]:

@@ -131,6 +131,7 @@ def _public_row(mutant, scratch: Path) -> PublicResult:
         return result
     files = sorted({PUBLIC_TEST_FILES[e.module] for e in mutant.edits})
     arguments = ["-x", "-q", "-p", "no:cacheprovider", f"--rootdir={ROOT}",
+                 *(f"--deselect={nodeid}" for nodeid in getattr(mutant, "public_pitfalls", ())),
                  *(str(ROOT / "public_tests" / name) for name in files)]
     os.environ["LM_PACKAGE"] = package
     sys.path.insert(0, str(folder))
