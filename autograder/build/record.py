@@ -156,9 +156,11 @@ def declare_unrecorded(seed: int, parts: Sequence[str], fixtures: dict[str, Any]
 
 
 def build_fixtures(seed: int, parts: Sequence[str] | None = None,
-                   redraws: dict[str, list[list[str]]] | None = None) -> dict[str, Any]:
+                   redraws: dict[str, list[list[str]]] | None = None,
+                   guards: Sequence[Guard] | None = None) -> dict[str, Any]:
     """The hidden values of every part (or only `parts`) for fixture seed `seed`, recorded against the reference and
-    guarded by the shipped alternatives; `redraws` as in `record`."""
+    guarded by the shipped alternatives (or by `guards`: `()` records the reference's first draws, as kit tests that
+    check the alternatives on those values themselves do); `redraws` as in `record`."""
     from autograder.parts import WITH_FIXTURES
 
-    return record(seed, list(WITH_FIXTURES if parts is None else parts), {}, redraws=redraws)
+    return record(seed, list(WITH_FIXTURES if parts is None else parts), {}, guards=guards, redraws=redraws)
