@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if redraws:
                 print(f"  seed {seed}: redrawn {', '.join(f'{k} x{len(v)}' for k, v in redraws.items())}",
                       flush=True)
+            print(f"  seed {seed} done, {time.perf_counter() - started:.0f} s", flush=True)
     seconds = time.perf_counter() - started
 
     print(f"\nFalse failures over {args.seeds} fixture seeds (seeds on which a correct solution fails the test)")

@@ -1,5 +1,6 @@
 """Part 3, visible tests: greedy ties, temperature, top-k and top-p against brute force written here (on random rows
-with ties), chi-square tests of `sample` at fixed seeds, seeds, and `generate` driving a fake model."""
+with ties), chi-square tests of `sample` at fixed seeds, seeds, the compiled sampler, and `generate` driving a fake
+model."""
 
 import numpy as np
 import pytest
@@ -178,6 +179,30 @@ def test_sample_applies_the_temperature_before_top_p(samplers):
     probs = np.where(brute_top_p(scaled, 0.7), softmax64(scaled), 0.0)
     ids = draw(samplers, ROW, seed=14, temperature=2.0, top_p=0.7)
     assert chi_square_p_value(ids, probs / probs.sum()) > CHI_SQUARE_ALPHA
+
+
+def test_sample_with_top_k_and_top_p_applies_both(samplers):
+    # top_k = 4 keeps 3.0, 2.5, 2.0, 1.5; top-p 0.6 on those keeps 3.0 and 2.5 (0.455 + 0.276 of their mass, to 3
+    # digits). Top-p on the whole row keeps the same two, so the order of the two filters does not matter here.
+    row = np.array([3.0, 0.0, 2.0, -1.0, 1.5, 2.5, -2.0, 0.5], np.float32)
+    after_k = np.where(brute_top_k(row, 4), row, -np.inf)
+    keep = brute_top_p(after_k, 0.6)
+    np.testing.assert_array_equal(keep, brute_top_p(row, 0.6))
+    assert keep.sum() == 2
+    probs = np.where(keep, softmax64(row), 0.0)
+    ids = draw(samplers, row, seed=15, top_k=4, top_p=0.6)
+    assert chi_square_p_value(ids, probs / probs.sum()) > CHI_SQUARE_ALPHA
+
+
+@pytest.mark.parametrize("settings", [{"temperature": 1.5, "top_k": 3}, {"temperature": 0.7, "top_p": 0.8},
+                                      {"temperature": 1.0, "top_k": 5, "top_p": 0.9}])
+def test_compiled_sampler_makes_the_draws_of_sample_in_graph_mode(samplers, settings):
+    # compiled_sampler (given) traces your sample into a tf.function: no .numpy() or Python branching on tensors.
+    logits = tf.constant(tied_rows(3, rows=50))
+    draw_compiled = samplers.compiled_sampler(**settings)
+    for s in range(3):
+        seed = tf.constant([5, s], tf.int64)
+        np.testing.assert_array_equal(draw_compiled(logits, seed=seed), samplers.sample(logits, seed=seed, **settings))
 
 
 # ---------------------------------------------------------------------------------------------------- generate

@@ -1,11 +1,13 @@
 """Part 4, visible tests: mask, attention, positions and heads against numpy formulas, multi-head attention and the
-whole pre-LN model against a numpy forward pass on random weights, causality, and the KV cache against recomputation.
+whole pre-LN model against a numpy forward pass on random weights, causality, dropout, and the KV cache against
+recomputation.
 """
 
 import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 B, T, D_MODEL, HEADS, V, C = 2, 6, 8, 2, 13, 8
 HD = D_MODEL // HEADS
@@ -159,6 +161,37 @@ def test_transformer_refuses_more_than_context_length_tokens(transformer):
     assert model(np.zeros((1, C), np.int32)).shape == (1, C, V)
     with pytest.raises(ValueError):
         model(np.zeros((1, C + 1), np.int32))
+
+
+def test_dropout_acts_in_training_only(transformer):
+    model, tokens = _model(transformer, 8, dropout=0.5)
+    inference = np.asarray(model(tokens))
+    np.testing.assert_allclose(inference, model_logits(model, tokens), atol=1e-4)  # training=False: no dropout
+    np.testing.assert_array_equal(np.asarray(model(tokens, training=False)), inference)
+    assert not np.allclose(np.asarray(model(tokens, training=True)), inference, atol=1e-3)
+
+
+DROPOUT_DRAWS = 2000
+"""Copies of one input in the batch of the dropout test: each copy draws its own dropout masks."""
+DROPOUT_ALPHA = 1e-4
+"""False-failure probability of the dropout test for a correct layer (normal approximation of a mean of 2000)."""
+
+
+def test_attention_dropout_keeps_the_expected_output(transformer):
+    # Inverted dropout scales the kept units by 1 / (1 - rate), so that on average the training output is the
+    # inference output; true for dropout on the attended values and on the attention weights alike. One output
+    # feature per position: independent draws across positions, so the squared z-scores sum to a chi-square with T
+    # degrees of freedom.
+    layer = transformer.MultiHeadSelfAttention(D_MODEL, HEADS, dropout=0.5)
+    x = np.random.default_rng(9).normal(size=(1, T, D_MODEL)).astype(np.float32)
+    layer.build(x.shape)
+    randomize(layer, 10)
+    inference = np.asarray(layer(x))[0, :, 0]  # [T]
+    np.testing.assert_allclose(inference, mha(layer, x)[0, :, 0], atol=1e-4)
+    training = np.asarray(layer(np.repeat(x, DROPOUT_DRAWS, axis=0), training=True))[:, :, 0]  # [N, T]
+    assert not np.allclose(training, inference, atol=1e-3), "dropout=0.5 dropped nothing with training=True"
+    z = (training.mean(axis=0) - inference) / (training.std(axis=0, ddof=1) / np.sqrt(DROPOUT_DRAWS))
+    assert stats.chi2.sf(np.sum(z**2), df=T) > DROPOUT_ALPHA, f"mean training output - inference output, in SEs: {z}"
 
 
 @pytest.mark.parametrize("positional", ["learned", "sinusoidal"])

@@ -2,6 +2,8 @@
 gradient, SGD updates, global-norm clipping), compiled steps lowering the loss, evaluate, and the checkpoint policy
 with a fake clock."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -104,6 +106,20 @@ def test_train_step_clips_by_the_global_norm_and_reports_the_norm_before(train, 
         np.testing.assert_allclose(new.numpy(), old - grad, atol=1e-5)
 
 
+def test_train_step_builds_a_fresh_model(train, lstm):
+    inputs, labels = tokens_with_repeats(7)
+    keras.utils.set_random_seed(0)
+    model = lstm.LSTMLanguageModel(vocab_size=V, embed_dim=D, hidden_dim=D_H)  # never called: no variables yet
+    assert not model.trainable_variables
+    first = train.train_step(model, keras.optimizers.SGD(0.5), inputs, labels)
+    assert np.isfinite(float(first["loss"])) and float(first["grad_norm"]) > 0
+    assert model.trainable_variables
+    after = [v.numpy() for v in model.trainable_variables]
+    train.train_step(model, keras.optimizers.SGD(0.5), inputs, labels)  # the first step updated every variable
+    assert float(train.sequence_loss(labels, model(inputs))) < float(first["loss"])
+    assert all(not np.array_equal(a, v.numpy()) for a, v in zip(after, model.trainable_variables, strict=True))
+
+
 def test_compiled_train_steps_lower_the_loss(train, lstm):
     inputs, labels = tokens_with_repeats(4)
     model = fresh_model(lstm, inputs)
@@ -160,6 +176,21 @@ def test_should_save_every_n_steps_or_after_the_minutes(train, lstm, tmp_path):
     assert policy.should_save(8)
 
 
+def test_restore_resets_the_save_clock(train, lstm, tmp_path):
+    first = _policy(train, lstm, tmp_path, checkpoint_every=4, checkpoint_minutes=2.0)
+    train.train_step(first.model, first.optimizer, *tokens_with_repeats(8))  # builds the model and the optimizer
+    first.step.assign(4)
+    first.save(4)
+    clock = FakeClock()
+    policy = _policy(train, lstm, tmp_path, clock, checkpoint_every=4, checkpoint_minutes=2.0)
+    clock.now += 100.0  # 100 s after the policy was made
+    assert policy.restore() == 4
+    clock.now += 60.0  # 160 s after the policy was made, 60 s after the restore
+    assert not policy.should_save(5)
+    clock.now += 60.0  # two minutes after the restore
+    assert policy.should_save(5)
+
+
 def test_save_best_only_on_a_strict_improvement(train, lstm, tmp_path):
     policy = _policy(train, lstm, tmp_path)
     assert policy.save_best(2.0) is True
@@ -167,6 +198,15 @@ def test_save_best_only_on_a_strict_improvement(train, lstm, tmp_path):
     assert policy.save_best(2.0) is False
     assert policy.save_best(1.5) is True
     assert float(policy.best_loss.numpy()) == 1.5
+
+
+def test_best_checkpoint_is_numbered_by_the_step(train, lstm, tmp_path):
+    policy = _policy(train, lstm, tmp_path)
+    for step, loss in ((3, 2.0), (5, 2.5), (8, 1.0), (9, 1.2)):
+        policy.step.assign(step)
+        policy.save_best(loss)
+    latest = tf.train.latest_checkpoint(str(tmp_path / "best"))
+    assert latest is not None and re.search(r"-(\d+)$", latest).group(1) == "8", latest
 
 
 def test_restore_resumes_model_optimizer_and_step(train, lstm, tmp_path):

@@ -231,7 +231,8 @@ class CheckpointPolicy:
         return self.save(step) if self.should_save(int(step)) else None
 
     def save_best(self, valid_loss: float) -> bool:
-        """Save to `directory/best` when `valid_loss` is lower than `best_loss` (and record it); True if it saved."""
+        """Save to `directory/best`, numbered by `self.step`, when `valid_loss` is lower than `best_loss` (and record
+        it); True if it saved."""
         valid_loss = float(valid_loss)
         raise NotImplementedError(
             "TODO(part 5): Only on a strict improvement: assign best_loss, save with best_manager at self.step."
