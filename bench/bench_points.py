@@ -14,10 +14,8 @@ mutants that lose nothing. Run it on two commits to compare how a change of test
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import csv
 import functools
-import multiprocessing
 import os
 import shutil
 import sys
@@ -26,14 +24,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-_FIXTURES: dict = {}
-"""The fixtures in a pool process, set once by its initializer."""
-
-
-def _set_fixtures(fixtures: dict) -> None:
-    _FIXTURES.update(fixtures)
-
 
 def points_of_tests(parts: list[str]) -> dict[str, float]:
     """{test id: points} of the hidden tests of `parts`, split as the judge splits each part's points."""
@@ -50,10 +40,10 @@ def points_of_tests(parts: list[str]) -> dict[str, float]:
     return shares
 
 
-def grade_mutant(mutant, scratch: str, fixtures: dict | None = None) -> tuple[str, dict[str, float], str | None]:
+def grade_mutant(mutant, fixtures: dict, scratch: str) -> tuple[str, dict[str, float], str | None]:
     """(mutant id, {test id: score in [0, 1]} of the tests of its parts, error or None)."""
     from autograder.build import inprocess
-    from autograder.qa.mutants import MutantError, PackageSubmission, write_submission
+    from autograder.qa.mutants import MutantError, write_submission
 
     directory = Path(scratch) / mutant.id
     try:
@@ -61,10 +51,7 @@ def grade_mutant(mutant, scratch: str, fixtures: dict | None = None) -> tuple[st
     except MutantError as exc:
         return mutant.id, {}, str(exc)
     try:
-        submission = PackageSubmission(directory, mutant.id)
-        outcomes = inprocess.run_tests(inprocess.hidden_tests(mutant.parts),
-                                       _FIXTURES if fixtures is None else fixtures, submission)
-        submission.unload()
+        outcomes = inprocess.run_package(directory, mutant.id, mutant.parts, fixtures)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     return mutant.id, {o.id: o.score for o in outcomes}, None
@@ -105,13 +92,8 @@ def main() -> None:
 
     scratch = tempfile.mkdtemp(prefix="lm-points-")
     try:
-        if args.jobs <= 1:
-            results = [grade_mutant(m, scratch, fixtures) for m in mutants]
-        else:
-            context = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_set_fixtures,
-                                                        initargs=(fixtures,)) as pool:
-                results = list(pool.map(functools.partial(grade_mutant, scratch=scratch), mutants))
+        results = inprocess.map_with_fixtures(functools.partial(grade_mutant, scratch=scratch), mutants, fixtures,
+                                              args.jobs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -9,9 +9,13 @@ alternatives, never for student code).
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
+import multiprocessing
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,6 +139,42 @@ def run_tests(tests: Sequence[Any], fixtures: dict, submission: Any, seed: int =
     """Run `tests` in order against `submission` (an object with `module(name)`)."""
     ctx = InProcessContext(fixtures, submission, seed)
     return [run_test(t, ctx) for t in tests]
+
+
+def run_package(directory: str | Path, label: str, parts: Iterable[str], fixtures: dict,
+                seed: int = SEED) -> list[Outcome]:
+    """Import the package in `directory` under a fresh name, run the hidden tests of `parts` against it, unload it."""
+    from autograder.build.edits import PackageSubmission
+
+    submission = PackageSubmission(directory, label)
+    try:
+        return run_tests(hidden_tests(parts), fixtures, submission, seed)
+    finally:
+        submission.unload()
+
+
+_POOL_FIXTURES: dict = {}
+"""The fixtures in a process of `map_with_fixtures`'s pool, set once by its initializer."""
+
+
+def _set_pool_fixtures(fixtures: dict) -> None:
+    _POOL_FIXTURES.update(fixtures)
+
+
+def _with_pool_fixtures(fn: Callable[[Any, dict], Any], item: Any) -> Any:
+    return fn(item, _POOL_FIXTURES)
+
+
+def map_with_fixtures(fn: Callable[[Any, dict], Any], items: Sequence[Any], fixtures: dict, jobs: int) -> list:
+    """[fn(item, fixtures) for item in items], in order, in `jobs` fresh processes that each receive the fixtures
+    once (in this process when jobs <= 1 or there is one item). `fn` must be picklable: a module-level function or a
+    functools.partial of one."""
+    if jobs <= 1 or len(items) < 2:
+        return [fn(item, fixtures) for item in items]
+    context = multiprocessing.get_context("spawn")  # no fork of a process that has TensorFlow's threads
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_pool_fixtures,
+                                                initargs=(fixtures,)) as pool:
+        return list(pool.map(functools.partial(_with_pool_fixtures, fn), items))
 
 
 def matching(tests: Sequence[Any], ids: Iterable[str]) -> list[Any]:

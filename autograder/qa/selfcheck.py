@@ -237,11 +237,9 @@ def _grade(directory: Path, parts: Sequence[str] | None, fixtures_dir: Path, wor
 def _in_process_score(directory: Path, label: str, parts: Sequence[str], fixtures: dict) -> tuple[float, float, list]:
     """(passed weight, total weight, failures) of the hidden tests of `parts` run in this process."""
     from autograder.build import inprocess
-    from autograder.qa.mutants import PackageSubmission
 
-    tests = inprocess.hidden_tests(parts)
-    outcomes = inprocess.run_tests(tests, fixtures, PackageSubmission(directory, label))
-    weights = {t.name: t.weight for t in tests}
+    weights = {t.name: t.weight for t in inprocess.hidden_tests(parts)}
+    outcomes = inprocess.run_package(directory, label, parts, fixtures)
     earned = sum(weights[o.test] * o.score for o in outcomes)
     failed = [(o.test, o.message) for o in outcomes if not o.passed]
     return earned, sum(weights.values()), failed
@@ -250,7 +248,7 @@ def _in_process_score(directory: Path, label: str, parts: Sequence[str], fixture
 def _mutant_row(mutant, fixtures: dict, scratch: Path, full: bool, fixtures_dir: Path | None,
                 worker_user: str) -> MutantResult:
     from autograder.build import inprocess
-    from autograder.qa.mutants import MutantError, PackageSubmission, write_submission
+    from autograder.qa.mutants import MutantError, write_submission
 
     result = MutantResult(mutant)
     start = time.perf_counter()
@@ -270,8 +268,7 @@ def _mutant_row(mutant, fixtures: dict, scratch: Path, full: bool, fixtures_dir:
                 if test["status"] != "passed":
                     result.failed.add(test["extra_data"]["id"])
         else:
-            outcomes = inprocess.run_tests(inprocess.hidden_tests(mutant.parts), fixtures,
-                                         PackageSubmission(directory, mutant.id))
+            outcomes = inprocess.run_package(directory, mutant.id, mutant.parts, fixtures)
             result.ran = [o.id for o in outcomes]
             result.failed = {o.id for o in outcomes if not o.passed}
     finally:
@@ -280,26 +277,11 @@ def _mutant_row(mutant, fixtures: dict, scratch: Path, full: bool, fixtures_dir:
     return result
 
 
-_POOL_FIXTURES: dict = {}
-"""The fixtures in a mutant process of the pool, set once by its initializer."""
-
-
-def _set_pool_fixtures(fixtures: dict) -> None:
-    _POOL_FIXTURES.update(fixtures)
-
-
-def _pool_mutant_row(mutant, **kwargs) -> MutantResult:
-    return _mutant_row(mutant, _POOL_FIXTURES, **kwargs)
-
-
 def _mutant_rows(mutants: list, fixtures: dict, jobs: int, **kwargs) -> list[MutantResult]:
     """The kill-matrix rows of `mutants`, in order, run in `jobs` fresh processes (in this one when jobs <= 1)."""
-    if jobs <= 1 or len(mutants) < 2:
-        return [_mutant_row(m, fixtures, **kwargs) for m in mutants]
-    context = multiprocessing.get_context("spawn")  # no fork of a process that has TensorFlow's threads
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_pool_fixtures,
-                                                initargs=(fixtures,)) as pool:
-        return list(pool.map(functools.partial(_pool_mutant_row, **kwargs), mutants))
+    from autograder.build import inprocess
+
+    return inprocess.map_with_fixtures(functools.partial(_mutant_row, **kwargs), mutants, fixtures, jobs)
 
 
 def _status(r: MutantResult) -> str:
