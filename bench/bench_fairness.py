@@ -10,8 +10,8 @@ recorded fixtures. It prints, per test and solution, the false failures:
   redraw records: each test's generator is seeded by the fixture seed and the test id alone for its first draw);
 - with the redraw: the solutions that fail the kept fixtures when graded afterwards (expected: 0).
 
-and the number of rejected draws. The worker's kernels (TF_ENABLE_ONEDNN_OPTS=0) are set before TensorFlow is
-imported, as setup.sh records.
+and the number of rejected draws; a line per seed as it goes (its redraws, any failure, the time so far). The
+worker's kernels (TF_ENABLE_ONEDNN_OPTS=0) are set before TensorFlow is imported, as setup.sh records.
 
     python -m bench.bench_fairness [--seeds 100] [--first-seed 1] [--parts samplers train]
 """
