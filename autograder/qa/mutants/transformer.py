@@ -20,6 +20,10 @@ DROPOUT = "transformer.dropout"
 OUTPUT_BIAS = "transformer.output_bias"
 GENERATE = "transformer.generate_past_context"
 
+SCALE = " / tf.sqrt(tf.cast(tf.shape(k)[-1], q.dtype))"
+MASKING = "scores = tf.where(tf.cast(mask, tf.bool), scores, tf.constant(MASKED_SCORE, scores.dtype))"
+SOFTMAX = "weights = tf.nn.softmax(scores, axis=-1)"
+
 TIED_LOGITS = 'tf.einsum("btd,vd->btv", h, self.token_embedding.embeddings) + self.output_bias'
 STEP_LOGITS = 'tf.einsum("btd,vd->btv", self.final_norm(h), self.token_embedding.embeddings) + self.output_bias'
 
@@ -60,66 +64,34 @@ MUTANTS = [
     Mutant(
         "mask-after-softmax",
         "attention zeroes the masked weights after the softmax, so the rows no longer sum to 1",
-        Edit(M, "scaled_dot_product_attention", replacement='''
-            def scaled_dot_product_attention(q, k, v, mask=None):
-                scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(tf.cast(tf.shape(k)[-1], q.dtype))
-                weights = tf.nn.softmax(scores, axis=-1)
-                if mask is not None:
-                    weights = tf.where(tf.cast(mask, tf.bool), weights, 0.0)
-                return tf.matmul(weights, v), weights
-        '''),
+        Edit(M, "scaled_dot_product_attention", patch=((
+            f"    if mask is not None:\n        {MASKING}\n    {SOFTMAX}",
+            f"    {SOFTMAX}\n    if mask is not None:\n"
+            "        weights = tf.where(tf.cast(mask, tf.bool), weights, 0.0)"),)),
         (ATTENTION, MHA),
     ),
     Mutant(
         "mask-multiplies-scores",
         "attention multiplies the masked scores by 0 instead of setting them to a large negative value",
-        Edit(M, "scaled_dot_product_attention", replacement='''
-            def scaled_dot_product_attention(q, k, v, mask=None):
-                scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(tf.cast(tf.shape(k)[-1], q.dtype))
-                if mask is not None:
-                    scores = scores * tf.cast(mask, scores.dtype)
-                weights = tf.nn.softmax(scores, axis=-1)
-                return tf.matmul(weights, v), weights
-        '''),
+        Edit(M, "scaled_dot_product_attention", patch=((MASKING, "scores = scores * tf.cast(mask, scores.dtype)"),)),
         (ATTENTION, MHA, MHA_CAUSAL, MODEL_CAUSAL),
     ),
     Mutant(
         "attention-not-scaled",
         "attention forgets to divide the scores by sqrt(d_k)",
-        Edit(M, "scaled_dot_product_attention", replacement='''
-            def scaled_dot_product_attention(q, k, v, mask=None):
-                scores = tf.matmul(q, k, transpose_b=True)
-                if mask is not None:
-                    scores = tf.where(tf.cast(mask, tf.bool), scores, MASKED_SCORE)
-                weights = tf.nn.softmax(scores, axis=-1)
-                return tf.matmul(weights, v), weights
-        '''),
+        Edit(M, "scaled_dot_product_attention", patch=((SCALE, ""),)),
         (ATTENTION, MHA),
     ),
     Mutant(
         "attention-scaled-by-dk",
         "attention divides the scores by d_k instead of sqrt(d_k)",
-        Edit(M, "scaled_dot_product_attention", replacement='''
-            def scaled_dot_product_attention(q, k, v, mask=None):
-                scores = tf.matmul(q, k, transpose_b=True) / tf.cast(tf.shape(k)[-1], q.dtype)
-                if mask is not None:
-                    scores = tf.where(tf.cast(mask, tf.bool), scores, MASKED_SCORE)
-                weights = tf.nn.softmax(scores, axis=-1)
-                return tf.matmul(weights, v), weights
-        '''),
+        Edit(M, "scaled_dot_product_attention", patch=((SCALE, " / tf.cast(tf.shape(k)[-1], q.dtype)"),)),
         (ATTENTION, MHA),
     ),
     Mutant(
         "softmax-over-queries",
         "attention takes the softmax over the query axis instead of the key axis",
-        Edit(M, "scaled_dot_product_attention", replacement='''
-            def scaled_dot_product_attention(q, k, v, mask=None):
-                scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(tf.cast(tf.shape(k)[-1], q.dtype))
-                if mask is not None:
-                    scores = tf.where(tf.cast(mask, tf.bool), scores, MASKED_SCORE)
-                weights = tf.nn.softmax(scores, axis=-2)
-                return tf.matmul(weights, v), weights
-        '''),
+        Edit(M, "scaled_dot_product_attention", patch=((SOFTMAX, SOFTMAX.replace("axis=-1", "axis=-2")),)),
         (ATTENTION, MHA),
     ),
     Mutant(
