@@ -1,6 +1,6 @@
 """Part 5, visible tests: the loss against numpy, train_step against gradients taken here (grad_norm of the dense
-gradient, SGD updates, global-norm clipping), compiled steps lowering the loss, evaluate, and the checkpoint policy
-with a fake clock."""
+gradient, SGD updates, global-norm clipping) and on a fresh model, compiled steps lowering the loss, evaluate, and the
+checkpoint policy with a fake clock (saves, restore, the best checkpoint)."""
 
 import re
 
