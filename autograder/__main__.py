@@ -2,7 +2,7 @@
 
     python -m autograder grade --submission DIR [--results FILE] [--parts P ...]
     python -m autograder grade-all SUBMISSIONS_DIR --jobs N --csv OUT
-    python -m autograder build [--out dist/autograder.zip]      (staff only: not in the Gradescope zip)
+    python -m autograder build [--course all] [--out dist/autograder.zip]   (staff only: not in the Gradescope zip)
     python -m autograder fixtures [--seed N] [--out DIR] [--parts P ...]
     python -m autograder selfcheck [--parts P ...]              (staff only)
 
@@ -41,7 +41,8 @@ def _default_fixtures() -> Path:
 def _add_fixtures(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh random one)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: dist/fixtures, or $LM_FIXTURES)")
-    p.add_argument("--parts", nargs="+", default=None, help="only these parts (default: all)")
+    p.add_argument("--parts", nargs="+", default=None,
+                   help="only these sections (default: those the course this autograder was built for grades)")
 
 
 def run_fixtures(args: argparse.Namespace) -> int:
@@ -49,12 +50,13 @@ def run_fixtures(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.update(KERNEL_ENVIRONMENT)  # before TensorFlow is imported
-    from autograder.build.record import build_fixtures
+    from autograder.course import built
     from autograder.judge import fixture_files
     from autograder.parts import WITH_FIXTURES
+    from autograder.recording.record import build_fixtures
 
     seed = secrets.randbelow(2**31 - 1) if args.seed is None else args.seed
-    parts = list(args.parts or WITH_FIXTURES)
+    parts = list(args.parts or [name for name in built().points if name in WITH_FIXTURES])
     unknown = set(parts) - set(WITH_FIXTURES)
     if unknown:
         print(f"fixtures: unknown parts {sorted(unknown)} (known: {', '.join(WITH_FIXTURES)})", file=sys.stderr)
@@ -316,13 +318,21 @@ def run_grade_all(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------------- build
 def _add_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=ROOT / "dist" / "autograder.zip", help="zip to write")
+    p.add_argument("--course", default="all", help="a course preset's name or a course file (default: all)")
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from autograder.build.package import build_zip
+    from autograder.course import CourseError, load
+    from autograder.recording.package import build_zip
 
-    names = build_zip(args.out)
-    print(f"wrote {args.out} ({len(names)} files): upload it as the Gradescope autograder")
+    try:
+        course = load(args.course)
+    except CourseError as exc:
+        print(f"build: {exc}", file=sys.stderr)
+        return 2
+    names = build_zip(args.out, course)
+    print(f"wrote {args.out} ({len(names)} files) for course {course.name} (graded: {', '.join(course.points)}): "
+          "upload it as the Gradescope autograder")
     return 0
 
 
@@ -357,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
          run_fixtures),
     ]
     # Staff commands, offered only where their modules exist (they are not in the Gradescope zip).
-    if _exists("autograder.build.package"):
+    if _exists("autograder.recording.package"):
         commands.append(("build", "build the Gradescope autograder zip", _add_build, run_build))
     if _exists("autograder.qa.selfcheck"):
         commands.append(("selfcheck", "grade the reference, the stencil, alternatives and mutants; print the kill "

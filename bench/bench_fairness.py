@@ -34,11 +34,11 @@ os.environ.update(KERNEL_ENVIRONMENT)  # before TensorFlow is imported: the work
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from autograder.build import inprocess
-    from autograder.build.edits import PackageSubmission, write_submission
-    from autograder.build.record import build_fixtures
-    from autograder.build.routes import ALTERNATIVES
     from autograder.parts import GRADED
+    from autograder.recording import inprocess
+    from autograder.recording.alternatives import ALTERNATIVES
+    from autograder.recording.edits import PackageSubmission, write_submission
+    from autograder.recording.record import build_fixtures
 
     parser = argparse.ArgumentParser(prog="python -m bench.bench_fairness", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=100, help="fixture seeds (default: 100)")

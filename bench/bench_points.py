@@ -27,8 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def points_of_tests(parts: list[str]) -> dict[str, float]:
     """{test id: points} of the hidden tests of `parts`, split as the judge splits each part's points."""
-    from autograder.build import inprocess
     from autograder.judge import load_points, split_points
+    from autograder.recording import inprocess
 
     points = load_points()
     shares: dict[str, float] = {}
@@ -42,8 +42,8 @@ def points_of_tests(parts: list[str]) -> dict[str, float]:
 
 def grade_mutant(mutant, fixtures: dict, scratch: str) -> tuple[str, dict[str, float], str | None]:
     """(mutant id, {test id: score in [0, 1]} of the tests of its parts, error or None)."""
-    from autograder.build import inprocess
     from autograder.qa.mutants import MutantError, write_submission
+    from autograder.recording import inprocess
 
     directory = Path(scratch) / mutant.id
     try:
@@ -58,7 +58,7 @@ def grade_mutant(mutant, fixtures: dict, scratch: str) -> tuple[str, dict[str, f
 
 
 def main() -> None:
-    from autograder.parts import BY_NAME, GRADED
+    from autograder.parts import GRADED, SECTION_BY_NAME
 
     parser = argparse.ArgumentParser(prog="python -m bench.bench_points", description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", choices=GRADED, default=None, help="only the mutants of these parts")
@@ -71,10 +71,10 @@ def main() -> None:
     from autograder.judge.runner import KERNEL_ENVIRONMENT
 
     os.environ.update(KERNEL_ENVIRONMENT)  # before TensorFlow is imported, as the worker runs
-    from autograder.build import inprocess
-    from autograder.build.record import build_fixtures
     from autograder.judge import load_points
     from autograder.qa.mutants import all_mutants
+    from autograder.recording import inprocess
+    from autograder.recording.record import build_fixtures
 
     mutants = [m for m in all_mutants() if args.parts is None or set(m.parts) & set(args.parts)]
     if args.mutants:
@@ -88,7 +88,7 @@ def main() -> None:
     shares = points_of_tests(needed)
     points = load_points()
     graded_total = sum(points[p] for p in GRADED)
-    total = graded_total + sum(v for k, v in points.items() if k not in GRADED and BY_NAME[k].module is None)
+    total = graded_total + sum(v for k, v in points.items() if k not in GRADED and not SECTION_BY_NAME[k].sees)
 
     scratch = tempfile.mkdtemp(prefix="lm-points-")
     try:

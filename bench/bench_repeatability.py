@@ -30,10 +30,10 @@ STATISTICAL_TESTS = ("samplers.temperature_distribution", "samplers.top_k_distri
 
 
 def sampler_failures(runs: int, seed: int) -> None:
-    from autograder.build import inprocess
-    from autograder.build.record import build_fixtures
-    from autograder.build.routes import SORT_FREE_SAMPLERS
     from autograder.qa.mutants import PackageSubmission, write_submission
+    from autograder.recording import inprocess
+    from autograder.recording.alternatives import SORT_FREE_SAMPLERS
+    from autograder.recording.record import build_fixtures
 
     fixtures = build_fixtures(seed, parts=["samplers"])
     tests = inprocess.matching(inprocess.hidden_tests(["samplers"]), STATISTICAL_TESTS)
@@ -67,9 +67,9 @@ def sampler_failures(runs: int, seed: int) -> None:
 def simulated_false_failures(simulations: int, seed: int) -> None:
     from scipy import stats
 
-    from autograder.build.record import build_fixtures
     from autograder.judge.hidden.oracles import merge_sparse_cells
     from autograder.judge.hidden.samplers import ALPHA, MIN_EXPECTED, NUM_DRAWS
+    from autograder.recording.record import build_fixtures
 
     fixtures = build_fixtures(seed, parts=["samplers"])
     rng = np.random.default_rng(seed + 1)
@@ -113,9 +113,9 @@ def simulated_false_failures(simulations: int, seed: int) -> None:
 
 
 def same_result_twice(seed: int) -> None:
-    from autograder.build import inprocess
-    from autograder.build.record import build_fixtures
     from autograder.qa.mutants import PackageSubmission, write_submission
+    from autograder.recording import inprocess
+    from autograder.recording.record import build_fixtures
 
     parts = ["preprocess", "samplers", "train"]
     fixtures = build_fixtures(seed, parts=parts)

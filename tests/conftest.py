@@ -1,5 +1,5 @@
 """The kit tests run TensorFlow with the worker's kernel settings, set before anything imports it: fixtures recorded
-in process (`autograder.build.record`) must see the kernels a graded submission runs on."""
+in process (`autograder.recording.record`) must see the kernels a graded submission runs on."""
 
 import os
 

@@ -51,7 +51,7 @@ def make_windows(ids, context_length, stride=None):
 
 @pytest.fixture(scope="module")
 def fixtures_dir(tmp_path_factory) -> Path:
-    from autograder.build.record import build_fixtures
+    from autograder.recording.record import build_fixtures
 
     parts = ["preprocess", "samplers"]
     out = tmp_path_factory.mktemp("fixtures")
@@ -125,12 +125,12 @@ def test_points_are_split_in_hundredths_that_add_up() -> None:
         assert max(abs(a - b) for a, b in zip(split, ideal, strict=True)) < 0.01
 
 
-def test_points_file_matches_the_parts_table() -> None:
-    from autograder.parts import PARTS
+def test_points_are_the_courses() -> None:
+    from autograder.parts import SECTIONS
 
-    assert judge.load_points() == {part.name: float(part.points) for part in PARTS}
-    assert sum(part.points for part in PARTS) == 100
-    assert [part.name for part in PARTS][-1] == "audit"  # its points scale with the points earned before it
+    assert judge.load_points() == {s.name: float(s.points) for s in SECTIONS if s.points}  # the `all` course
+    assert sum(s.points for s in SECTIONS) == 100
+    assert judge.PART_ORDER[-1] == "audit"  # its points scale with the points earned before it
 
 
 # ---------------------------------------------------------------------------------------------------- reference
@@ -363,8 +363,10 @@ def test_worker_imports_only_worker_modules() -> None:
 
 
 def test_trust_zones_import_only_down_the_trust_order() -> None:
-    """judge/ never imports build/ or qa/; build/ never imports qa/ (the zip ships judge/ and build/, not qa/)."""
-    forbidden = {"autograder.judge": ("autograder.build", "autograder.qa"), "autograder.build": ("autograder.qa",)}
+    """judge/ never imports recording/ or qa/; recording/ never imports qa/ (the zip ships judge/ and recording/, not
+    qa/)."""
+    forbidden = {"autograder.judge": ("autograder.recording", "autograder.qa"),
+                 "autograder.recording": ("autograder.qa",)}
     for module, targets in import_graph(ROOT / "autograder").items():
         for zone, banned in forbidden.items():
             if module == zone or module.startswith(zone + "."):
@@ -454,11 +456,11 @@ def test_build_zip_holds_what_gradescope_runs(tmp_path: Path) -> None:
         names = set(zf.namelist())
         modes = {info.filename: (info.external_attr >> 16) & 0o777 for info in zf.infolist()}
         requirements = zf.read("requirements-gradescope.txt").decode()
-    assert {"setup.sh", "run_autograder", "requirements-gradescope.txt", "autograder/points.json",
-            "autograder/judge/__init__.py", "autograder/worker/__main__.py", "autograder/build/record.py",
-            "autograder/build/edits.py", "autograder/build/routes.py", "assignment/preprocess.py",
+    assert {"setup.sh", "run_autograder", "requirements-gradescope.txt", "autograder/course.json",
+            "autograder/judge/__init__.py", "autograder/worker/__main__.py", "autograder/recording/record.py",
+            "autograder/recording/edits.py", "autograder/recording/alternatives.py", "assignment/preprocess.py",
             "data/prepare.py"} <= names
     assert modes["setup.sh"] & 0o111 and modes["run_autograder"] & 0o111
     assert not [n for n in names if n.startswith(("tests/", "stencil/", "dist/", "autograder/qa/"))
-                or n in ("autograder/build/package.py",) or n.endswith((".npz", ".pyc"))]
+                or n in ("autograder/recording/package.py",) or n.endswith((".npz", ".pyc"))]
     assert all("==" in line for line in requirements.splitlines() if line and not line.startswith("#"))

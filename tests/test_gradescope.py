@@ -238,7 +238,7 @@ def test_every_shipped_module_imports_from_the_unpacked_tree(gradescope: Gradesc
 
 
 def test_shipped_files_are_exactly_the_allow_list(autograder_zip: Path) -> None:
-    from autograder.build.package import SHIPPED
+    from autograder.recording.package import SHIPPED
 
     with zipfile.ZipFile(autograder_zip) as archive:
         names = set(archive.namelist())

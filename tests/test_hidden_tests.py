@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autograder.build.inprocess import REFERENCE, InProcessContext
-from autograder.build.record import build_fixtures
 from autograder.judge.hidden import oracles
 from autograder.judge.hidden import preprocess as hidden_preprocess
 from autograder.judge.hidden.samplers import ALPHA, MIN_EXPECTED, NUM_DRAWS
 from autograder.judge.registry import ALL_TESTS
 from autograder.judge.registry import TestFailure as Failure
+from autograder.recording.inprocess import REFERENCE, InProcessContext
+from autograder.recording.record import build_fixtures
 
 SEED = 1234
 TEST_IDS = {t.id for t in ALL_TESTS}

@@ -15,8 +15,6 @@ from collections.abc import Callable
 
 import pytest
 
-from autograder.build import inprocess
-from autograder.build.routes import ALTERNATIVES
 from autograder.parts import GRADED
 from autograder.qa.mutants import (
     MODULE_PARTS,
@@ -28,6 +26,8 @@ from autograder.qa.mutants import (
     all_mutants,
     write_submission,
 )
+from autograder.recording import inprocess
+from autograder.recording.alternatives import ALTERNATIVES
 
 MUTANTS = all_mutants()
 GRADED_PARTS = GRADED
@@ -36,7 +36,7 @@ GRADED_PARTS = GRADED
 @pytest.fixture(scope="module")
 def fixtures_for() -> Callable[[tuple[str, ...]], dict]:
     """fixtures_for(parts): the fixtures of these parts, each part built once for the whole module."""
-    from autograder.build.record import build_fixtures
+    from autograder.recording.record import build_fixtures
 
     built: dict[str, dict] = {}
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autograder.build.routes import ALTERNATIVES
 from autograder.parts import MODULES
 from autograder.qa import selfcheck
 from autograder.qa.mutants import all_mutants
+from autograder.recording.alternatives import ALTERNATIVES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,4 +28,4 @@ def test_public_tests_pass_an_alternative_and_catch_the_probability_tie_mutant(t
     mutant = next(m for m in all_mutants() if m.id == "top-p-ties-split")
     correct, wrong = selfcheck._public_rows([alternative, mutant], jobs=2, scratch=tmp_path)
     assert correct.status == 0 and not correct.error, correct
-    assert wrong.caught and wrong.failed.startswith("public_tests/test_part3_samplers.py::"), wrong
+    assert wrong.caught and wrong.failed.startswith("public_tests/test_samplers.py::"), wrong

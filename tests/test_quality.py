@@ -11,11 +11,11 @@ import pytest
 from scipy.special import log_softmax
 
 from assignment import cli_train, runs
-from autograder.build.inprocess import REFERENCE
-from autograder.build.record import build_fixtures
 from autograder.judge.context import HiddenValues
 from autograder.judge.hidden import quality
 from autograder.judge.registry import TestFailure
+from autograder.recording.inprocess import REFERENCE
+from autograder.recording.record import build_fixtures
 from autograder.worker.probes import quality as probes
 
 TEXT = "".join(f"{i}: the fox met the crow by the river.\n" for i in range(200))

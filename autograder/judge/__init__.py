@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from autograder import course as courses
 from autograder import parts as parts_table
 from autograder.judge import fixture_files
 from autograder.judge.context import HiddenValues
@@ -32,7 +33,6 @@ from autograder.judge.runner import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-POINTS_FILE = Path(__file__).resolve().parents[1] / "points.json"
 DEFAULT_FIXTURES = ROOT / "dist" / "fixtures"
 PART_ORDER = parts_table.NAMES
 """Report order; the audit runs last because its points scale with the points earned before it."""
@@ -47,10 +47,9 @@ def load_tests() -> list[HiddenTest]:
     return list(ALL_TESTS)
 
 
-def load_points(path: Path = POINTS_FILE) -> dict[str, float]:
-    """{part: points} from points.json; a part with 0 points is switched off."""
-    points = json.loads(path.read_text(encoding="utf-8"))
-    return {str(part): float(value) for part, value in points.items()}
+def load_points() -> dict[str, float]:
+    """{section: points} of the course this autograder was built for (`autograder.course.built`)."""
+    return dict(courses.built().points)
 
 
 def split_points(total: float, weights: Sequence[float]) -> list[float]:
@@ -131,10 +130,10 @@ def grade(
 
     Args:
         submission_dir: the submitted files: the modules at the top level or inside a single folder.
-        parts: autograder parts to run (default: every part with points in points.json).
+        parts: graded sections to run (default: every section with points in the course).
         fixtures_dir: directory with fixtures.npz and fixtures.json (default dist/fixtures under the kit's root).
         results_path: where to write results.json (not written when None).
-        points: {part: points} overriding autograder/points.json (parts with 0 points are skipped).
+        points: {section: points} overriding the course's (sections with 0 points or none are skipped).
         worker_user: "auto" (as root: drop to the user `student` when it exists and can run this interpreter), a
             user name (required to exist when the judge is root), or None for no privilege drop.
         limits: the worker's resource limits (defaults of `runner.Limits`).

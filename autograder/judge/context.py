@@ -10,7 +10,7 @@ sees the value exactly as grading will load it (arrays keep their dtype; everyth
 submission is graded, the stored value is returned and `make` never runs, so it may import TensorFlow, Keras or the
 reference solution: the judge does not. `ctx.rng` (a generator seeded by the fixture seed, the test id and the draw
 attempt) exists only while recording; a test's values are drawn again, with the next attempt, when a correct solution
-fails them (`autograder.build.record`).
+fails them (`autograder.recording.record`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fixture files: `fixtures.npz` (every array) and `fixtures.json` (every other value, plus the build's metadata).
 
-Written at build time by `python -m autograder fixtures` (which runs `autograder.build.record.build_fixtures` with the
-reference solution and TensorFlow); read by the judge with numpy and json only (`allow_pickle=False`).
+Written at build time by `python -m autograder fixtures` (which runs `autograder.recording.record.build_fixtures` with
+the reference solution and TensorFlow); read by the judge with numpy and json only (`allow_pickle=False`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """`python -m autograder selfcheck`: prove the hidden tests on known submissions and print the kill matrix.
 
 1. The reference solution must get full marks and the untouched stencil (generated from it) zero, both graded by
-   `judge.grade` exactly as a student submission is (worker process, fixtures files, points.json).
-2. Every alternative correct solution (`autograder.build.routes`) must get full marks on its parts, also through
-   `judge.grade`.
+   `judge.grade` exactly as a student submission is (worker process, fixtures files, the course's points).
+2. Every alternative correct solution (`autograder.recording.alternatives`) must get full marks on its parts, also
+   through `judge.grade`.
 3. Every mutant (`autograder.qa.mutants`) must fail at least one of the hidden tests named for it (by id). Mutants run
    in this process, TensorFlow imported once, each against the tests of the parts it touches, spread over `--jobs`
    processes (`--full` grades each one through `judge.grade` instead, which is slower).
@@ -37,19 +37,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.parts import GRADED
+from autograder.parts import GRADED, PART_OF_MODULE
 
 ROOT = Path(__file__).resolve().parents[2]
 GRADED_PARTS = GRADED
-PUBLIC_TEST_FILES = {
-    "preprocess": "test_part1_preprocess.py",
-    "rnn": "test_part2_recurrent.py",
-    "lstm": "test_part2_recurrent.py",
-    "samplers": "test_part3_samplers.py",
-    "transformer": "test_part4_transformer.py",
-    "train": "test_part5_train.py",
-}
-"""The public test file of each student module (in `public_tests/`)."""
+PUBLIC_TEST_FILES = {module: part.public_tests for module, part in PART_OF_MODULE.items()}
+"""The public test file of each student module (in `public_tests/`): its part's."""
 PUBLIC_KILL_RATE = 0.8
 """Least fraction of the whole mutant catalog that must fail a public test (checked when no --parts or --mutants)."""
 
@@ -236,7 +229,7 @@ def _grade(directory: Path, parts: Sequence[str] | None, fixtures_dir: Path, wor
 
 def _in_process_score(directory: Path, label: str, parts: Sequence[str], fixtures: dict) -> tuple[float, float, list]:
     """(passed weight, total weight, failures) of the hidden tests of `parts` run in this process."""
-    from autograder.build import inprocess
+    from autograder.recording import inprocess
 
     weights = {t.name: t.weight for t in inprocess.hidden_tests(parts)}
     outcomes = inprocess.run_package(directory, label, parts, fixtures)
@@ -247,8 +240,8 @@ def _in_process_score(directory: Path, label: str, parts: Sequence[str], fixture
 
 def _mutant_row(mutant, fixtures: dict, scratch: Path, full: bool, fixtures_dir: Path | None,
                 worker_user: str) -> MutantResult:
-    from autograder.build import inprocess
     from autograder.qa.mutants import MutantError, write_submission
+    from autograder.recording import inprocess
 
     result = MutantResult(mutant)
     start = time.perf_counter()
@@ -279,7 +272,7 @@ def _mutant_row(mutant, fixtures: dict, scratch: Path, full: bool, fixtures_dir:
 
 def _mutant_rows(mutants: list, fixtures: dict, jobs: int, **kwargs) -> list[MutantResult]:
     """The kill-matrix rows of `mutants`, in order, run in `jobs` fresh processes (in this one when jobs <= 1)."""
-    from autograder.build import inprocess
+    from autograder.recording import inprocess
 
     return inprocess.map_with_fixtures(functools.partial(_mutant_row, **kwargs), mutants, fixtures, jobs)
 
@@ -327,11 +320,11 @@ def _known_score(directory: Path, label: str, parts: Sequence[str], fixtures: di
 def run_seeds(args: argparse.Namespace) -> int:
     """`--seeds N`: the reference and every alternative of the selected parts must get full marks on each of N
     fixture seeds, with fresh fixtures per seed."""
-    from autograder.build import inprocess
-    from autograder.build.record import build_fixtures
-    from autograder.build.routes import ALTERNATIVES
     from autograder.judge import fixture_files
     from autograder.qa.mutants import write_submission
+    from autograder.recording import inprocess
+    from autograder.recording.alternatives import ALTERNATIVES
+    from autograder.recording.record import build_fixtures
 
     first = inprocess.SEED if args.seed is None else args.seed
     parts = list(args.parts or GRADED_PARTS)
@@ -384,11 +377,11 @@ def run(args: argparse.Namespace) -> int:
             print("selfcheck: --seeds must be at least 1", file=sys.stderr)
             return 2
         return run_seeds(args)
-    from autograder.build import inprocess
-    from autograder.build.record import build_fixtures
-    from autograder.build.routes import ALTERNATIVES
     from autograder.judge import fixture_files
     from autograder.qa.mutants import MutantError, all_mutants, write_submission
+    from autograder.recording import inprocess
+    from autograder.recording.alternatives import ALTERNATIVES
+    from autograder.recording.record import build_fixtures
 
     started = time.monotonic()
     seed = inprocess.SEED if args.seed is None else args.seed

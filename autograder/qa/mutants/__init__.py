@@ -1,6 +1,6 @@
 """Catalog of realistic student bugs ("mutants") of the reference solution.
 
-A mutant is one or more `Edit`s of the reference (`autograder.build.edits`, the machinery it shares with the
+A mutant is one or more `Edit`s of the reference (`autograder.recording.edits`, the machinery it shares with the
 alternative correct solutions): a small text patch inside one function or a whole new definition. Each mutant names the
 hidden tests expected to catch it by their ids ("<part>.<name>"); `selfcheck` and `tests/test_mutants.py` check that it
 fails at least one, and that every graded test is named by some mutant.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autograder.build.edits import (  # noqa: F401 - the catalog modules and the kit tests import them from here
+from autograder.recording.edits import (  # noqa: F401 - the catalog modules and the kit tests import them from here
     MODULE_PARTS,
     REFERENCE_DIR,
     Edit,

@@ -3,11 +3,11 @@
 `record(seed, parts, fixtures)` runs each test of `parts` in this process against the reference package `assignment`
 (imports TensorFlow: build time only). Each test's `ctx.hidden` and `ctx.expected` calls draw and compute their values.
 The test then runs, on exactly those values, against every guard: each alternative correct solution
-(`autograder.build.routes`) whose edited modules the test's part sees. When the reference or a guard fails, the values
-are drawn again (the test's generator is seeded by the fixture seed, the test id and the attempt, so a build is
-reproducible), up to `MAX_ATTEMPTS` draws; then the build stops with every failure's message. So a course's fresh
-fixture seed cannot give expected values, or hidden inputs, that a correct solution written another way does not meet
-(float32 ties, for one, can fall differently for two correct top-p filters). The tests of `UNRECORDED` parts run in an
+(`autograder.recording.alternatives`) whose edited modules the test's section sees. When the reference or a guard
+fails, the values are drawn again (the test's generator is seeded by the fixture seed, the test id and the attempt, so
+a build is reproducible), up to `MAX_ATTEMPTS` draws; then the build stops with every failure's message. So a course's
+fresh fixture seed cannot give expected values, or hidden inputs, that a correct solution written another way does not
+meet (float32 ties, for one, can fall differently for two correct top-p filters). The tests of `UNRECORDED` parts run in an
 empty submission directory instead, only to draw their hidden values: they fail there, once those are declared.
 
 Recording must use the worker's kernels (`KERNEL_ENVIRONMENT`, set before TensorFlow is imported), or the values it
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autograder.build.inprocess import REFERENCE, InProcessContext, hidden_tests, run_test
 from autograder.judge.registry import TestFailure
+from autograder.recording.inprocess import REFERENCE, InProcessContext, hidden_tests, run_test
 
 UNRECORDED = ("quality",)
 """Parts the reference cannot pass at build time: the quality test grades a checkpoint the submission trained."""
@@ -70,11 +70,11 @@ def use_worker_kernels() -> None:
 @contextlib.contextmanager
 def alternative_guards(parts: Sequence[str]) -> Iterator[list[Guard]]:
     """The shipped alternatives that touch `parts`, written to a temporary directory and imported in this process."""
-    from autograder.build.edits import PackageSubmission, write_submission
-    from autograder.build.routes import ALTERNATIVES
+    from autograder.recording.alternatives import ALTERNATIVES
+    from autograder.recording.edits import PackageSubmission, write_submission
 
     submissions: list[PackageSubmission] = []
-    with tempfile.TemporaryDirectory(prefix="lm-routes-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lm-alternatives-") as tmp:
         guards = []
         for alternative in ALTERNATIVES:
             if set(alternative.parts) & set(parts):

@@ -1,17 +1,20 @@
-"""The Gradescope autograder zip: `python -m autograder build [--out dist/autograder.zip]`.
+"""The Gradescope autograder zip: `python -m autograder build [--course all] [--out dist/autograder.zip]`.
 
 Gradescope unpacks the zip into /autograder/source and runs `setup.sh` once when it builds the image; `run_autograder`
 (copied to /autograder/run_autograder) grades each submission. The zip holds what `SHIPPED` lists (the judge, the
-worker, the hidden tests, points.json and, only to build the fixtures during setup, the reference solution
-`assignment/`, the alternative correct solutions that guard the recording and `data/`), `requirements-gradescope.txt`
-with pinned versions, and the two scripts. Fixtures are not in the zip: setup.sh builds them with a fresh random seed
-on the image and makes them readable by root only.
+worker, the hidden tests and, only to build the fixtures during setup, the reference solution `assignment/`, the
+alternative correct solutions that guard the recording and `data/`), the course it grades (`autograder/course.json`:
+its parts and points), `requirements-gradescope.txt` with pinned versions, and the two scripts. Fixtures are not in
+the zip: setup.sh builds them with a fresh random seed on the image and makes them readable by root only.
 """
 
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+
+from autograder.course import Course
+from autograder.course import load as load_course
 
 ROOT = Path(__file__).resolve().parents[2]
 GRADESCOPE_REQUIREMENTS = """\
@@ -23,21 +26,22 @@ numpy==2.2.6
 scipy==1.15.3
 """
 SHIPPED = (
-    "autograder/__init__.py", "autograder/__main__.py", "autograder/parts.py", "autograder/points.json",
-    "autograder/judge/", "autograder/worker/", "autograder/build/__init__.py",
-    "autograder/build/inprocess.py", "autograder/build/record.py", "autograder/build/edits.py",
-    "autograder/build/routes.py", "assignment/", "data/__init__.py", "data/prepare.py",
+    "autograder/__init__.py", "autograder/__main__.py", "autograder/parts.py", "autograder/course.py",
+    "autograder/judge/", "autograder/worker/", "autograder/recording/__init__.py",
+    "autograder/recording/inprocess.py", "autograder/recording/record.py", "autograder/recording/edits.py",
+    "autograder/recording/alternatives.py", "assignment/", "data/__init__.py", "data/prepare.py",
 )
 """What grading needs, as an allow-list (a name ending in "/" means every .py file below that folder): the judge, the
 hidden tests, the worker, and what setup.sh builds the fixtures with: the reference, the alternative correct solutions
-that guard the recording (`routes.py`, written by `edits.py`) and corpus preparation. Staff-only material (self-check,
-mutants, adversarial submissions, kit tests, stencil) is never shipped."""
+that guard the recording (`alternatives.py`, written by `edits.py`) and corpus preparation. Staff-only material
+(self-check, mutants, adversarial submissions, kit tests, stencil, the course presets) is never shipped."""
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
-def zip_entries(root: Path = ROOT) -> dict[str, bytes | Path]:
+def zip_entries(course: Course, root: Path = ROOT) -> dict[str, bytes | Path]:
     """Map each archive name to its content (a file to read, or bytes)."""
     entries: dict[str, bytes | Path] = {
+        "autograder/course.json": course.to_json().encode(),
         "setup.sh": root / "autograder" / "setup.sh",
         "run_autograder": root / "autograder" / "run_autograder",
         "requirements-gradescope.txt": GRADESCOPE_REQUIREMENTS.encode(),
@@ -55,9 +59,10 @@ def zip_entries(root: Path = ROOT) -> dict[str, bytes | Path]:
     return dict(sorted(entries.items()))
 
 
-def build_zip(out: Path, root: Path = ROOT) -> list[str]:
-    """Write the Gradescope zip to `out`; returns the archive names. Scripts are stored executable."""
-    entries = zip_entries(root)
+def build_zip(out: Path, course: Course | None = None, root: Path = ROOT) -> list[str]:
+    """Write the Gradescope zip of `course` (default: the `all` preset) to `out`; returns the archive names. Scripts
+    are stored executable."""
+    entries = zip_entries(course or load_course(), root)
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, src in entries.items():

@@ -20,7 +20,7 @@ def _as_list(states) -> list:
     return list(states) if isinstance(states, (list, tuple)) else [states]
 
 
-@probe("rnn.cell_forward")
+@probe("recurrent.cell_forward")
 def cell_forward(sub, kind: str, units: int, x: np.ndarray, states: list, weights: dict) -> dict:
     """Run the student's cell with the given weights over x [B, T, D] from `states` (list of [B, D_h]).
 
@@ -51,7 +51,7 @@ def cell_forward(sub, kind: str, units: int, x: np.ndarray, states: list, weight
     }
 
 
-@probe("rnn.cell_initial_weights")
+@probe("recurrent.cell_initial_weights")
 def cell_initial_weights(sub, kind: str, input_dim: int, units: int, seed: int) -> dict:
     """Build a fresh cell for inputs [B, input_dim]; returns {weight name: initial value} and, under "call_output",
     the output [2, units] of one call on an all-ones input from zero states (so the weights count only together with
@@ -78,7 +78,7 @@ def _build_model(sub, kind: str, vocab_size: int, embed_dim: int, hidden_dim: in
     return model
 
 
-@probe("rnn.lm_forward")
+@probe("recurrent.lm_forward")
 def lm_forward(sub, kind: str, vocab_size: int, embed_dim: int, hidden_dim: int, tokens: np.ndarray, weights: dict,
                split: int) -> dict:
     """Logits of the student's LM with the given weights, from one call and from step(:split) + step(split:, state).
@@ -103,7 +103,7 @@ def lm_forward(sub, kind: str, vocab_size: int, embed_dim: int, hidden_dim: int,
     return {"logits": to_numpy(logits), "step_logits": np.concatenate([to_numpy(first), to_numpy(second)], axis=1)}
 
 
-@probe("rnn.lm_gradients")
+@probe("recurrent.lm_gradients")
 def lm_gradients(sub, kind: str, vocab_size: int, embed_dim: int, hidden_dim: int, tokens: np.ndarray,
                  labels: np.ndarray, seed: int) -> dict:
     """Gradient of the mean cross-entropy w.r.t. every trainable variable of a freshly built LM.

@@ -2,15 +2,15 @@
 
 They guard against hidden tests that accept only the reference's way of writing things (the same operations in the
 same order, bit-identical rounding, the same sort). Each alternative replaces student-written functions of one or
-more modules (`autograder.build.edits`, the machinery of the mutants too). They are shipped: recording the fixtures
-(`autograder.build.record`) runs every hidden test against each alternative whose edited modules its part sees, and
+more modules (`autograder.recording.edits`, the machinery of the mutants too). They are shipped: recording the fixtures
+(`autograder.recording.record`) runs every hidden test against each alternative whose edited modules its part sees, and
 redraws a test's hidden inputs when one fails them, so no fixture seed can dock a correct solution. `selfcheck` grades
 them too.
 """
 
 from __future__ import annotations
 
-from autograder.build.edits import Alternative, Edit
+from autograder.recording.edits import Alternative, Edit
 
 EINSUM_ATTENTION = Alternative(
     "einsum-attention",
@@ -320,7 +320,7 @@ TOP_P_BY_PROBABILITIES = Alternative(
     ),
     # The handout asks for ties decided on the logits and the public tests show why on one row; this reading loses
     # that row, never a hidden test (fixture recording redraws any hidden input where it would).
-    public_pitfalls=("public_tests/test_part3_samplers.py::test_top_p_decides_ties_on_the_logits",),
+    public_pitfalls=("public_tests/test_samplers.py::test_top_p_decides_ties_on_the_logits",),
 )
 
 EAGER_GENERATION = Alternative(

@@ -2,7 +2,7 @@
 
 The judge normally sends every probe call to a sandboxed worker process. Here `InProcessContext.call` runs the probe
 directly, after passing its arguments and reply through a JSON-like plain-data check, so a test sees exactly what it
-would see from the worker. This is how the fixtures are recorded (`autograder.build.record`) and the fast path of
+would see from the worker. This is how the fixtures are recorded (`autograder.recording.record`) and the fast path of
 `selfcheck` and of the kill-matrix tests; it trusts the submission (use it for the reference, its mutants and the
 alternatives, never for student code).
 """
@@ -144,7 +144,7 @@ def run_tests(tests: Sequence[Any], fixtures: dict, submission: Any, seed: int =
 def run_package(directory: str | Path, label: str, parts: Iterable[str], fixtures: dict,
                 seed: int = SEED) -> list[Outcome]:
     """Import the package in `directory` under a fresh name, run the hidden tests of `parts` against it, unload it."""
-    from autograder.build.edits import PackageSubmission
+    from autograder.recording.edits import PackageSubmission
 
     submission = PackageSubmission(directory, label)
     try:

@@ -1,5 +1,5 @@
 """Edits of the reference solution, and submissions written from them: the machinery of the mutants (staff QA) and of
-the alternative correct solutions (`autograder.build.routes`, which also guard the fixtures build).
+the alternative correct solutions (`autograder.recording.alternatives`, which also guard the fixtures build).
 
 An `Edit` changes one function or method of one reference module, either by a small text patch inside that function
 (`patch`: (old, new) pairs, each `old` occurring exactly once in the function's source) or by replacing the whole
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from autograder.parts import MODULES, parts_seeing
+from autograder.parts import MODULES, sections_seeing
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "assignment"
 
-MODULE_PARTS = {module: parts_seeing(module) for module in MODULES}
+MODULE_PARTS = {module: sections_seeing(module) for module in MODULES}
 """Autograder parts whose tests can see a change to each module."""
 
 
@@ -103,7 +103,7 @@ class Alternative:
         description: one line saying how it differs.
         edits: the functions it replaces (possibly in several modules).
         public_pitfalls: public tests (node id prefixes below the repository, e.g.
-            "public_tests/test_part3_samplers.py::test_x") that it fails by design: they teach a rule of the handout
+            "public_tests/test_samplers.py::test_x") that it fails by design: they teach a rule of the handout
             that a careful student could still miss, and the hidden tests do not take points for it.
     """
 

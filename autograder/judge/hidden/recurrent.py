@@ -1,4 +1,5 @@
-"""Hidden tests of part 2, recurrent cells and language models; `define_tests` is shared with the LSTM tests.
+"""Hidden tests of part 2, recurrent cells and language models: the tests of autograder parts `rnn` and `lstm`
+(`define_tests` writes the tests both share; the LSTM adds its weight layout and forget-gate bias).
 
 Hidden weights, inputs and states are drawn here; expected values come from Keras's own cells (SimpleRNNCell,
 LSTMCell inside keras.layers.RNN) given the same weights. Both are recorded when the fixtures are built, the only time
@@ -62,7 +63,7 @@ def _cell_case(ctx, kind: str, mode: str, case: str, weights: dict[str, np.ndarr
     states = [ctx.hidden(f"{case}/state{i}", lambda: ctx.rng.normal(0.0, 0.5, (b, units)).astype(np.float32))
               for i in range(n_states)]
     oracle = cache(lambda: _keras_rnn(kind, weights, x, states))
-    reply = ctx.call("rnn.cell_forward", kind=kind, units=units, x=x, states=states, weights=weights)
+    reply = ctx.call("recurrent.cell_forward", kind=kind, units=units, x=x, states=states, weights=weights)
     reply = expect_dict(reply, (f"{mode}_outputs", f"{mode}_states"), cell_name)
     how = f"{cell_name} stepped over x [{b}, {t}, D]" if mode == "step" else (
         f"keras.layers.RNN({cell_name}) on x [{b}, {t}, D]")
@@ -111,7 +112,7 @@ def _lm_forward(ctx, kind: str) -> tuple[dict, tuple[int, int, int], dict[str, n
     tokens = _tokens(ctx, "tokens")
     weights = _lm_weights(ctx, kind)
     split = ctx.hidden("split", lambda: int(ctx.rng.integers(1, 9)))
-    reply = ctx.call("rnn.lm_forward", kind=kind, tokens=tokens, weights=weights, split=split, **LM_CONFIG)
+    reply = ctx.call("recurrent.lm_forward", kind=kind, tokens=tokens, weights=weights, split=split, **LM_CONFIG)
     shape = (*tokens.shape, LM_CONFIG["vocab_size"])
     return expect_dict(reply, ("logits", "step_logits"), NAMES[kind][1]), shape, weights, tokens
 
@@ -148,7 +149,7 @@ def define_tests(kind: str, part: str) -> None:
     @hidden_test(f"gradients of the loss reach every trainable variable of {model_name}", part, 1.0)
     def test_lm_gradients(ctx) -> None:
         reply = expect_dict(ctx.call(
-            "rnn.lm_gradients", kind=kind, tokens=_tokens(ctx, "tokens"), labels=_tokens(ctx, "labels"),
+            "recurrent.lm_gradients", kind=kind, tokens=_tokens(ctx, "tokens"), labels=_tokens(ctx, "labels"),
             seed=ctx.seed, **LM_CONFIG,
         ), ("names", "shapes", "norms"), model_name)
         v, e, h = LM_CONFIG["vocab_size"], LM_CONFIG["embed_dim"], LM_CONFIG["hidden_dim"]
@@ -167,3 +168,29 @@ def define_tests(kind: str, part: str) -> None:
 
 
 define_tests("rnn", "rnn")
+define_tests("lstm", "lstm")
+
+
+@hidden_test("LSTMCell creates kernel [D, 4 D_h], recurrent_kernel [D_h, 4 D_h], bias [4 D_h], forget-gate bias 1",
+             "lstm", 0.5)
+def test_lstm_initial_weights(ctx) -> None:
+    d, h = 3, 5
+    reply = ctx.call("recurrent.cell_initial_weights", kind="lstm", input_dim=d, units=h, seed=ctx.seed)
+    if not isinstance(reply, dict):
+        raise TestFailure("the worker returned an unexpected reply.")
+    for name, shape in (("kernel", (d, 4 * h)), ("recurrent_kernel", (h, 4 * h)), ("bias", (4 * h,))):
+        if name not in reply:
+            raise TestFailure(f"LSTMCell has no weight named '{name}' after build (found {sorted(reply)}).")
+        as_array(reply[name], f"LSTMCell.{name}", "f", shape)
+    bias = reply["bias"]
+    expected = np.concatenate([np.zeros(h), np.ones(h), np.zeros(2 * h)])
+    if not np.allclose(bias, expected):
+        raise TestFailure("LSTMCell.bias must start at 1 for the forget gate (second block of H, gate order i, f, c, "
+                          "o) and 0 elsewhere.")
+    # One step on x = ones [2, D] from zero states: z = x W + b, c' = i * g (f * c vanishes), h' = o * tanh(c').
+    z = np.ones((2, d)) @ reply["kernel"] + bias
+    gate_i, gate_g, gate_o = (1 / (1 + np.exp(-z[:, :h])), np.tanh(z[:, 2 * h : 3 * h]),
+                              1 / (1 + np.exp(-z[:, 3 * h :])))
+    output = as_array(reply.get("call_output"), "output of the freshly built LSTMCell", "f", (2, h))
+    close(output, gate_o * np.tanh(gate_i * gate_g), "output of the freshly built LSTMCell from zero states",
+          1e-5, 1e-4)
