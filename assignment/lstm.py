@@ -47,7 +47,7 @@ class LSTMCell(keras.layers.Layer):
     def call(self, inputs: tf.Tensor, states: Sequence[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One time step: inputs x [B, D] float32 and states [h, c] (each [B, D_h]) -> (h' [B, D_h], [h', c'])."""
         h, c = state_list(states, 2)
-        # BEGIN SOLUTION (part 2): Compute z = x W + h U + b, the gates i, f, g, o, c' and h'; return (h', [h', c']).
+        # BEGIN SOLUTION (part recurrent): Compute z = x W + h U + b, the gates i, f, g, o, c' and h'; return (h', [h', c']).
         z = tf.matmul(inputs, self.kernel) + tf.matmul(h, self.recurrent_kernel) + self.bias
         z_i, z_f, z_g, z_o = tf.split(z, 4, axis=-1)
         i, f, g, o = tf.sigmoid(z_i), tf.sigmoid(z_f), tf.tanh(z_g), tf.sigmoid(z_o)

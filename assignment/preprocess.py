@@ -105,14 +105,14 @@ class CharTokenizer:
         unknown = set(text) - self.char_to_id.keys()
         if unknown:
             raise ValueError(f"character {min(unknown)!r} is not in the tokenizer's vocabulary")
-        # BEGIN SOLUTION (part 1): Map each character of `text` to its id with `self.char_to_id`.
+        # BEGIN SOLUTION (part preprocess): Map each character of `text` to its id with `self.char_to_id`.
         return [self.char_to_id[c] for c in text]
         # END SOLUTION
 
     def decode(self, ids: Sequence[int]) -> str:
         """Sequence of ids (list, numpy or tensor values) -> the text they stand for."""
         ids = _check_ids(ids, self.vocab_size)
-        # BEGIN SOLUTION (part 1): Join the characters `self.chars[i]` of the ids into one string.
+        # BEGIN SOLUTION (part preprocess): Join the characters `self.chars[i]` of the ids into one string.
         return "".join(self.chars[i] for i in ids)
         # END SOLUTION
 
@@ -159,7 +159,7 @@ class BPETokenizer:
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size < 256:
             raise ValueError(f"vocab_size must be an int >= 256 (the byte vocabulary), got {vocab_size!r}")
-        # BEGIN SOLUTION (part 1): Learn `merges` with incremental pair counts and return `cls(merges)`.
+        # BEGIN SOLUTION (part preprocess): Learn `merges` with incremental pair counts and return `cls(merges)`.
         chunk_counts = Counter(pretokenize(text))
         words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
         freqs = list(chunk_counts.values())
@@ -207,7 +207,7 @@ class BPETokenizer:
         """text -> ids: pre-tokenize, then in each chunk repeatedly merge the adjacent pair of lowest merge rank."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        # BEGIN SOLUTION (part 1): Encode each chunk of `pretokenize(text)` by applying `self.rank`-lowest merges first.
+        # BEGIN SOLUTION (part preprocess): Encode each chunk of `pretokenize(text)` by applying `self.rank`-lowest merges first.
         encoded: dict[str, list[int]] = {}  # chunks repeat a lot: encode each distinct chunk once
         out: list[int] = []
         for chunk in pretokenize(text):
@@ -226,7 +226,7 @@ class BPETokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         """ids -> text: the bytes of the ids joined, decoded as UTF-8 with errors="replace"."""
         ids = _check_ids(ids, self.vocab_size)
-        # BEGIN SOLUTION (part 1): Join `self.token_bytes` of the ids and decode them as UTF-8 (errors="replace").
+        # BEGIN SOLUTION (part preprocess): Join `self.token_bytes` of the ids and decode them as UTF-8 (errors="replace").
         return b"".join(self.token_bytes[i] for i in ids).decode("utf-8", errors="replace")
         # END SOLUTION
 
@@ -268,7 +268,7 @@ def make_windows(
     if ids.min() < 0 or ids.max() > np.iinfo(np.int32).max:
         raise ValueError("ids must be non-negative and fit in int32")
     ids = ids.astype(np.int32)
-    # BEGIN SOLUTION (part 1): Build int32 `inputs` and `labels` [N, T] from the window starts 0, S, 2S, ...
+    # BEGIN SOLUTION (part preprocess): Build int32 `inputs` and `labels` [N, T] from the window starts 0, S, 2S, ...
     starts = np.arange(0, len(ids) - context_length, stride)
     positions = starts[:, None] + np.arange(context_length)[None, :]  # [N, T]
     return ids[positions], ids[positions + 1]
@@ -306,7 +306,7 @@ def make_dataset(
         raise ValueError(f"only {len(inputs)} windows: with drop_remainder=True, batch_size={batch_size} "
                          "would give no batch")
     inputs, labels = inputs.astype(np.int32), labels.astype(np.int32)
-    # BEGIN SOLUTION (part 1): Slice (inputs, labels) into a Dataset, shuffle with `seed` if asked, batch, prefetch.
+    # BEGIN SOLUTION (part preprocess): Slice (inputs, labels) into a Dataset, shuffle with `seed` if asked, batch, prefetch.
     dataset = tf.data.Dataset.from_tensor_slices((inputs, labels))
     if shuffle:
         dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)

@@ -61,7 +61,7 @@ class RNNCell(keras.layers.Layer):
     def call(self, inputs: tf.Tensor, states: tf.Tensor | Sequence[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One time step: inputs x [B, D] float32 and states [h] (h [B, D_h]) -> (h' [B, D_h], [h'])."""
         (h,) = state_list(states, 1)
-        # BEGIN SOLUTION (part 2): Compute h' = tanh(x W + h U + b) and return (h', [h']).
+        # BEGIN SOLUTION (part recurrent): Compute h' = tanh(x W + h U + b) and return (h', [h']).
         h_next = tf.tanh(tf.matmul(inputs, self.kernel) + tf.matmul(h, self.recurrent_kernel) + self.bias)
         return h_next, [h_next]
         # END SOLUTION
@@ -116,7 +116,7 @@ class RecurrentLanguageModel(keras.Model):
         """Continue from `state` (list of [B, D_h], None = zeros) over tokens [B, T]: (logits [B, T, V], new state)."""
         tokens = self._check_tokens(tokens)
         state = self.zero_state(tf.shape(tokens)[0]) if state is None else self._check_state(state, tokens)
-        # BEGIN SOLUTION (part 2): Embed the tokens, run self.rnn from `state`, apply self.output_layer to its outputs.
+        # BEGIN SOLUTION (part recurrent): Embed the tokens, run self.rnn from `state`, apply self.output_layer to its outputs.
         outputs, *new_state = self.rnn(self.embedding(tokens), initial_state=state)
         return self.output_layer(outputs), new_state
         # END SOLUTION

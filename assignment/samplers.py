@@ -61,7 +61,9 @@ def _seed_pair(seed: int | tf.Tensor | None) -> tf.Tensor:
 def greedy(logits: tf.Tensor) -> tf.Tensor:
     """The most likely token of each row: ids [B] int32 for logits [B, V]; ties go to the lowest index."""
     logits = _check_logits(logits)
-    return tf.argmax(logits, axis=-1, output_type=tf.int32)  # SOLUTION (part 3): Take the argmax of each row (int32).
+    # BEGIN SOLUTION (part samplers): Take the argmax of each row (int32).
+    return tf.argmax(logits, axis=-1, output_type=tf.int32)
+    # END SOLUTION
 
 
 def apply_temperature(logits: tf.Tensor, temperature: float) -> tf.Tensor:
@@ -69,7 +71,7 @@ def apply_temperature(logits: tf.Tensor, temperature: float) -> tf.Tensor:
     logits = _check_logits(logits)
     if not temperature > 0.0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    return logits / temperature  # SOLUTION (part 3): Divide the logits by the temperature.
+    return logits / temperature  # SOLUTION (part samplers): Divide the logits by the temperature.
 
 
 def top_k_filter(logits: tf.Tensor, k: int) -> tf.Tensor:
@@ -79,7 +81,7 @@ def top_k_filter(logits: tf.Tensor, k: int) -> tf.Tensor:
     """
     logits = _check_logits(logits)
     _check_k(k)
-    # BEGIN SOLUTION (part 3): Find each row's k-th largest logit (k capped at V) and set smaller logits to -inf.
+    # BEGIN SOLUTION (part samplers): Find each row's k-th largest logit (k capped at V) and set smaller logits to -inf.
     k = tf.minimum(int(k), tf.shape(logits)[-1])
     kth_largest = tf.math.top_k(logits, k=k).values[:, -1:]
     return tf.where(logits >= kth_largest, logits, -np.inf)
@@ -97,7 +99,7 @@ def top_p_filter(logits: tf.Tensor, p: float) -> tf.Tensor:
     """
     logits = _check_logits(logits)
     _check_p(p)
-    # BEGIN SOLUTION (part 3): Keep the tokens whose strictly-more-probable mass is < p (p = 1 keeps all), others -inf.
+    # BEGIN SOLUTION (part samplers): Keep the tokens whose strictly-more-probable mass is < p (p = 1 keeps all), others -inf.
     if p == 1.0:  # the mass above any token is < 1 in exact arithmetic; rounding must not drop the tail
         return logits
     # Work on logits sorted in decreasing order: "more probable" is "larger logit", and comparing logits keeps ties
@@ -128,7 +130,7 @@ def sample(
     logits = _check_logits(logits)
     _check_sampling(temperature, top_k, top_p)
     seed = _seed_pair(seed)
-    # BEGIN SOLUTION (part 3): Greedy at temperature 0, else temperature -> top-k -> top-p -> stateless_categorical.
+    # BEGIN SOLUTION (part samplers): Greedy at temperature 0, else temperature -> top-k -> top-p -> stateless_categorical.
     if temperature == 0.0:
         return greedy(logits)
     logits = apply_temperature(logits, temperature)
@@ -191,7 +193,7 @@ def generate(
     _check_sampling(temperature, top_k, top_p)
     unbatched = ids.shape.rank == 1
     ids = tf.cast(ids[None, :] if unbatched else ids, tf.int32)
-    # BEGIN SOLUTION (part 3): Step the prompt once, then sample and feed back one token at a time (seed [seed, s]).
+    # BEGIN SOLUTION (part samplers): Step the prompt once, then sample and feed back one token at a time (seed [seed, s]).
     context_length = getattr(model, "context_length", None)
     draw = compiled_sampler(temperature, top_k, top_p)
     new_ids = []  # one [B] tensor per step, joined at the end: eager slices and concats cost as much as a step

@@ -38,7 +38,7 @@ def sequence_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """
     labels = tf.cast(labels, tf.int32)
     logits = tf.cast(logits, tf.float32)
-    # BEGIN SOLUTION (part 5): Average the per-position cross-entropy of `logits` against `labels` (from logits).
+    # BEGIN SOLUTION (part train): Average the per-position cross-entropy of `logits` against `labels` (from logits).
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     return tf.reduce_mean(losses)
     # END SOLUTION
@@ -47,7 +47,7 @@ def sequence_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 def perplexity(loss: float | tf.Tensor) -> tf.Tensor:
     """exp(loss) as a float32 scalar: the effective number of equally likely next tokens."""
     loss = tf.cast(loss, tf.float32)
-    return tf.exp(loss)  # SOLUTION (part 5): Return the exponential of the mean loss.
+    return tf.exp(loss)  # SOLUTION (part train): Return the exponential of the mean loss.
 
 
 # ---------------------------------------------------------------------------------------------------- one step
@@ -76,7 +76,7 @@ def train_step(
     """
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
-    # BEGIN SOLUTION (part 5): Loss under a GradientTape, gradients, global norm, optional clipping, apply_gradients.
+    # BEGIN SOLUTION (part train): Loss under a GradientTape, gradients, global norm, optional clipping, apply_gradients.
     with tf.GradientTape() as tape:
         loss = sequence_loss(labels, model(inputs, training=True))
     variables = model.trainable_variables
@@ -127,7 +127,7 @@ def evaluate(model: keras.Model, dataset: tf.data.Dataset, max_batches: int | No
     """
     if max_batches is not None and (isinstance(max_batches, bool) or not int(max_batches) >= 1):
         raise ValueError(f"max_batches must be an int >= 1 or None, got {max_batches!r}")
-    # BEGIN SOLUTION (part 5): Sum the per-token losses and count the tokens over the batches; return mean and exp.
+    # BEGIN SOLUTION (part train): Sum the per-token losses and count the tokens over the batches; return mean and exp.
     if max_batches is not None:
         dataset = dataset.take(int(max_batches))
     total, count = 0.0, 0
@@ -236,7 +236,7 @@ class CheckpointPolicy:
         """True when `step` is a multiple of `checkpoint_every` (0 included), or when at least `checkpoint_minutes`
         minutes (60 * checkpoint_minutes seconds of `self.clock`, the boundary included) have passed since
         `self.last_save_time`."""
-        # BEGIN SOLUTION (part 5): Save on every checkpoint_every-th step, or when checkpoint_minutes have passed.
+        # BEGIN SOLUTION (part train): Save on every checkpoint_every-th step, or when checkpoint_minutes have passed.
         due_by_steps = step % self.checkpoint_every == 0
         due_by_time = self.clock() - self.last_save_time >= 60.0 * self.checkpoint_minutes
         return due_by_steps or due_by_time
@@ -257,7 +257,7 @@ class CheckpointPolicy:
         """Save to `directory/best`, numbered by `self.step`, when `valid_loss` is lower than `best_loss` (and record
         it); True if it saved."""
         valid_loss = float(valid_loss)
-        # BEGIN SOLUTION (part 5): Only on a strict improvement: assign best_loss, save with best_manager at self.step.
+        # BEGIN SOLUTION (part train): Only on a strict improvement: assign best_loss, save with best_manager at self.step.
         if not valid_loss < float(self.best_loss.numpy()):  # also False for NaN
             return False
         self.best_loss.assign(valid_loss)
@@ -277,7 +277,7 @@ class CheckpointPolicy:
         latest = self.manager.latest_checkpoint
         if latest is None:
             return 0
-        # BEGIN SOLUTION (part 5): Build the model and optimizer variables, restore `latest`, reset the save clock.
+        # BEGIN SOLUTION (part train): Build the model and optimizer variables, restore `latest`, reset the save clock.
         self.model(tf.zeros([1, 1], tf.int32))
         if not self.optimizer.built:
             self.optimizer.build(self.model.trainable_variables)

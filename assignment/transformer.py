@@ -48,7 +48,7 @@ def causal_mask(length: int) -> tf.Tensor:
     """bool [length, length]: entry [i, j] is True iff query position i may attend to key position j, i.e. j <= i."""
     if not tf.is_tensor(length) and (isinstance(length, bool) or int(length) != length or length < 0):
         raise ValueError(f"length must be a non-negative int, got {length!r}")
-    # BEGIN SOLUTION (part 4): Return the [length, length] boolean matrix that is True where key j <= query i.
+    # BEGIN SOLUTION (part transformer): Return the [length, length] boolean matrix that is True where key j <= query i.
     positions = tf.range(length)
     return positions[None, :] <= positions[:, None]
     # END SOLUTION
@@ -67,7 +67,7 @@ def scaled_dot_product_attention(
     Returns:
         output float32 [..., Tq, dv] and weights float32 [..., Tq, Tk] (each row sums to 1, 0 where masked).
     """
-    # BEGIN SOLUTION (part 4): Scale the scores q k^T by 1/sqrt(dk), mask them, softmax over keys, weight the values.
+    # BEGIN SOLUTION (part transformer): Scale the scores q k^T by 1/sqrt(dk), mask them, softmax over keys, weight the values.
     q, k, v = (tf.convert_to_tensor(t, dtype_hint=tf.float32) for t in (q, k, v))
     scores = tf.matmul(q, k, transpose_b=True) / tf.sqrt(tf.cast(tf.shape(k)[-1], q.dtype))
     if mask is not None:
@@ -82,7 +82,7 @@ def positional_encoding(length: int, d_model: int) -> tf.Tensor:
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
         raise ValueError(f"length must be a non-negative int, got {length!r}")
     _check_positive_int(d_model, "d_model")
-    # BEGIN SOLUTION (part 4): Compute the angles pos / 10000^(2i/d_model), then interleave their sin and cos.
+    # BEGIN SOLUTION (part transformer): Compute the angles pos / 10000^(2i/d_model), then interleave their sin and cos.
     position = tf.range(length, dtype=tf.float64)[:, None]
     even_dims = tf.range(0, d_model, 2, dtype=tf.float64)[None, :]  # 2i
     angle = position / tf.pow(tf.constant(10000.0, tf.float64), even_dims / d_model)  # [length, ceil(d_model / 2)]
@@ -93,12 +93,12 @@ def positional_encoding(length: int, d_model: int) -> tf.Tensor:
 
 def split_heads(x: tf.Tensor) -> tf.Tensor:
     """Move the heads before time: [B, T, H, hd] -> [B, H, T, hd]."""
-    return tf.transpose(x, [0, 2, 1, 3])  # SOLUTION (part 4): Swap the time and head axes.
+    return tf.transpose(x, [0, 2, 1, 3])  # SOLUTION (part transformer): Swap the time and head axes.
 
 
 def merge_heads(x: tf.Tensor) -> tf.Tensor:
     """Move the heads back after time: [B, H, T, hd] -> [B, T, H, hd]."""
-    return tf.transpose(x, [0, 2, 1, 3])  # SOLUTION (part 4): Swap the head and time axes.
+    return tf.transpose(x, [0, 2, 1, 3])  # SOLUTION (part transformer): Swap the head and time axes.
 
 
 def update_cache(cache: tf.Tensor, new: tf.Tensor, start: int | tf.Tensor) -> tf.Tensor:
@@ -168,7 +168,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         """
         if cache is not None and set(cache) != {"key", "value"}:
             raise ValueError(f"cache must be a dict with the keys 'key' and 'value', got {sorted(cache)}")
-        # BEGIN SOLUTION (part 4): Project, split heads, write the cache, attend causally, merge heads, project.
+        # BEGIN SOLUTION (part transformer): Project, split heads, write the cache, attend causally, merge heads, project.
         q = split_heads(tf.einsum("btd,dhk->bthk", x, self.query_kernel) + self.query_bias)  # [B, H, T, hd]
         k = split_heads(tf.einsum("btd,dhk->bthk", x, self.key_kernel) + self.key_bias)  # [B, H, T, hd]
         v = split_heads(tf.einsum("btd,dhk->bthk", x, self.value_kernel) + self.value_bias)  # [B, H, T, hd]
@@ -224,7 +224,7 @@ class TransformerBlock(keras.layers.Layer):
         training: bool = False,
     ) -> tf.Tensor | tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """x [B, T, d_model] -> [B, T, d_model]; with a cache and start (as MultiHeadSelfAttention), (output, cache)."""
-        # BEGIN SOLUTION (part 4): Apply the attention and MLP residual branches (pre-LN, dropout on each branch).
+        # BEGIN SOLUTION (part transformer): Apply the attention and MLP residual branches (pre-LN, dropout on each branch).
         attended = self.attention(self.norm1(x), cache=cache, start=start, training=training)
         if cache is not None:
             attended, cache = attended
@@ -334,7 +334,7 @@ class TransformerLanguageModel(keras.Model):
         h E^T + output_bias with E = token_embedding.embeddings (the output layer is tied to the embedding).
         """
         tokens = self._check_tokens(tokens)
-        # BEGIN SOLUTION (part 4): Embed tokens and positions, run the blocks and the final LayerNorm, tied logits.
+        # BEGIN SOLUTION (part transformer): Embed tokens and positions, run the blocks and the final LayerNorm, tied logits.
         h = self.token_embedding(tokens) + self.positions(0, tf.shape(tokens)[1])  # [B, T, d_model]
         for block in self.blocks:
             h = block(h, training=training)
@@ -378,7 +378,7 @@ class TransformerLanguageModel(keras.Model):
         the logits are final_norm(h) E^T + output_bias. `start` is an int32 scalar tensor (this runs inside
         tf.function, so use tf.shape(tokens)[1] for T).
         """
-        # BEGIN SOLUTION (part 4): Run the new tokens through the blocks with their caches; return logits and caches.
+        # BEGIN SOLUTION (part transformer): Run the new tokens through the blocks with their caches; return logits and caches.
         h = self.token_embedding(tokens) + self.positions(start, tf.shape(tokens)[1])  # [B, T, d_model]
         new_caches = []
         for block, cache in zip(self.blocks, caches, strict=True):

@@ -42,7 +42,9 @@ def _add_fixtures(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh random one)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: dist/fixtures, or $LM_FIXTURES)")
     p.add_argument("--parts", nargs="+", default=None,
-                   help="only these sections (default: those the course this autograder was built for grades)")
+                   help="only these sections (default: those the course grades)")
+    p.add_argument("--course", default=None,
+                   help="a course preset's name or a course file (default: the one this autograder was built for)")
 
 
 def run_fixtures(args: argparse.Namespace) -> int:
@@ -50,13 +52,18 @@ def run_fixtures(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.update(KERNEL_ENVIRONMENT)  # before TensorFlow is imported
-    from autograder.course import built
+    from autograder.course import CourseError, built, load
     from autograder.judge import fixture_files
     from autograder.parts import WITH_FIXTURES
     from autograder.recording.record import build_fixtures
 
+    try:
+        course = built() if args.course is None else load(args.course)
+    except CourseError as exc:
+        print(f"fixtures: {exc}", file=sys.stderr)
+        return 2
     seed = secrets.randbelow(2**31 - 1) if args.seed is None else args.seed
-    parts = list(args.parts or [name for name in built().points if name in WITH_FIXTURES])
+    parts = list(args.parts or [name for name in course.points if name in WITH_FIXTURES])
     unknown = set(parts) - set(WITH_FIXTURES)
     if unknown:
         print(f"fixtures: unknown parts {sorted(unknown)} (known: {', '.join(WITH_FIXTURES)})", file=sys.stderr)
@@ -91,6 +98,8 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", type=Path, default=None, help="write Gradescope's results.json here")
     p.add_argument("--parts", nargs="+", choices=PARTS, default=None, help="only these parts")
     p.add_argument("--fixtures", type=Path, default=None, help="fixtures directory (default: dist/fixtures)")
+    p.add_argument("--course", default=None,
+                   help="a course preset's name or a course file: its points (default: the built course's)")
     p.add_argument("--worker-user", default="auto",
                    help="user the worker runs as when the judge is root ('auto': 'student' if it exists and can run "
                         "this interpreter; 'none': no privilege drop)")
@@ -101,9 +110,16 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
 def run_grade(args: argparse.Namespace) -> int:
     """Exit status 0 when the submission was graded (whatever its score), 1 when it could not be (no modules, an
     unreadable zip, a worker that cannot start, an internal error): results.json then says why."""
+    from autograder.course import CourseError
+    from autograder.course import load as load_course
     from autograder.judge import format_summary, grade
 
     fixtures = args.fixtures or _default_fixtures()
+    try:
+        points = None if args.course is None else load_course(args.course).points
+    except CourseError as exc:
+        print(f"grade: {exc}", file=sys.stderr)
+        return 2
     try:
         ensure_fixtures(fixtures, args.parts)
         with tempfile.TemporaryDirectory(prefix="lm-submission-") as tmp:
@@ -111,7 +127,7 @@ def run_grade(args: argparse.Namespace) -> int:
                 submission = _unpacked(args.submission, Path(tmp))
             except (OSError, ValueError, zipfile.BadZipFile) as exc:
                 return _write_error(args.results, f"the submission could not be read: {exc}", "unreadable")
-            results = grade(submission, args.parts, fixtures_dir=fixtures,
+            results = grade(submission, args.parts, fixtures_dir=fixtures, points=points,
                             results_path=args.results, worker_user=None if args.worker_user == "none" else
                             args.worker_user, timeout_scale=args.timeout_scale,
                             log=None if args.quiet else lambda line: print(line, flush=True))

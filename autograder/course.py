@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autograder.parts import AUDIT, BY_KEY, COMMON_MODULES, PARTS, Part
+from autograder.parts import AUDIT, BY_KEY, PARTS, Part
 
 PRESETS_DIR = Path(__file__).resolve().parent / "courses"
 DEFAULT_COURSE = "all"
@@ -70,10 +70,10 @@ class Course:
         return tuple(p.key for p in PARTS if p.key in self.parts or p.key in self.solved)
 
     @property
-    def modules(self) -> tuple[str, ...]:
-        """Every module of the student package (without `.py`), in table order, the common given ones first."""
-        shipped = [BY_KEY[key] for key in self.shipped_parts]
-        return tuple(dict.fromkeys([*COMMON_MODULES, *(m for p in shipped for m in (*p.modules, *p.given))]))
+    def left_out_modules(self) -> tuple[str, ...]:
+        """The modules (student and given) of the parts that do not ship, left out of the release."""
+        shipped = {m for key in self.shipped_parts for m in (*BY_KEY[key].modules, *BY_KEY[key].given)}
+        return tuple(m for p in PARTS for m in (*p.modules, *p.given) if m not in shipped)
 
     @property
     def student_modules(self) -> tuple[str, ...]:
@@ -101,7 +101,7 @@ def resolve(name: str, spec: dict[str, Any]) -> Course:
     unknown = sorted(set(spec) - _KEYS)
     if unknown:
         raise CourseError(f"unknown key {unknown[0]!r} (a course has {', '.join(sorted(_KEYS))})")
-    title, due = spec.get("title", "Language models from scratch"), spec.get("due", "")
+    title, due = spec.get("title", "Assignment: language models from scratch"), spec.get("due", "")
     if not isinstance(title, str) or not isinstance(due, str):
         raise CourseError("title and due must be strings")
     selected, given = _part_list(spec, "parts"), _part_list(spec, "given")

@@ -44,7 +44,8 @@ class Part:
         key: the part's key (course files, file names above).
         title: the handout's title of the part ("## Part N: <title> (...)").
         modules: the student modules it owns (solution blocks in `assignment/`, TODOs in the stencil).
-        given: the given modules that ship with it (the commands and plumbing that run its code).
+        given: the given modules that ship with it (the commands and plumbing that run its code); given modules no
+            part names (`cli`, `runs`, ...) ship in every release.
         requires: the parts whose code it runs; a tuple inside names alternatives, any one of which will do (training
             needs a model). A course that leaves a required part out ships it solved, as given code.
         sections: its graded items.
@@ -88,9 +89,6 @@ PARTS: tuple[Part, ...] = (
 
 AUDIT = Section("audit", 5, ())
 """The from-scratch audit: every course has it, last in the report; its points scale with the points earned before."""
-
-COMMON_MODULES = ("__init__", "quiet_tensorflow", "cli", "models", "runs", "submit")
-"""Given modules every release ships, whatever its parts."""
 
 BY_KEY = {part.key: part for part in PARTS}
 SECTIONS: tuple[Section, ...] = (*(s for part in PARTS for s in part.sections), AUDIT)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -23,35 +24,14 @@ PACKAGE = os.environ.get("LM_PACKAGE", "stencil")
 importlib.import_module(PACKAGE)  # first: its __init__ keeps TensorFlow's start-up lines off the console
 
 
-def _module(name: str) -> ModuleType:
-    return importlib.import_module(f"{PACKAGE}.{name}")
+def _module_fixture(name: str):
+    @pytest.fixture(scope="session", name=name)
+    def module() -> ModuleType:
+        return importlib.import_module(f"{PACKAGE}.{name}")
+
+    return module
 
 
-@pytest.fixture(scope="session")
-def preprocess() -> ModuleType:
-    return _module("preprocess")
-
-
-@pytest.fixture(scope="session")
-def rnn() -> ModuleType:
-    return _module("rnn")
-
-
-@pytest.fixture(scope="session")
-def lstm() -> ModuleType:
-    return _module("lstm")
-
-
-@pytest.fixture(scope="session")
-def samplers() -> ModuleType:
-    return _module("samplers")
-
-
-@pytest.fixture(scope="session")
-def transformer() -> ModuleType:
-    return _module("transformer")
-
-
-@pytest.fixture(scope="session")
-def train() -> ModuleType:
-    return _module("train")
+# One fixture per module of the package, named after it (`preprocess`, `samplers`, ...).
+for _path in sorted(Path(importlib.import_module(PACKAGE).__file__).parent.glob("*.py")):
+    globals()[f"_{_path.stem}_module"] = _module_fixture(_path.stem)

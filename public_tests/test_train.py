@@ -29,9 +29,23 @@ def tokens_with_repeats(seed: int = 0, batch: int = 4, length: int = 9) -> tuple
     return ids[:, :-1], ids[:, 1:]
 
 
-def fresh_model(lstm, inputs: np.ndarray):
+class TinyLanguageModel(keras.Model):
+    """A small language model written here, so that these tests need none of yours: token embeddings [V, D], a tanh
+    layer [D, D_H] and the output layer [D_H, V], built on the first call."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = keras.layers.Embedding(V, D)
+        self.hidden = keras.layers.Dense(D_H, activation="tanh")
+        self.output_layer = keras.layers.Dense(V)
+
+    def call(self, tokens, training=False):
+        return self.output_layer(self.hidden(self.embedding(tokens)))
+
+
+def fresh_model(inputs: np.ndarray) -> TinyLanguageModel:
     keras.utils.set_random_seed(0)
-    model = lstm.LSTMLanguageModel(vocab_size=V, embed_dim=D, hidden_dim=D_H)
+    model = TinyLanguageModel()
     model(inputs)
     return model
 
@@ -66,17 +80,17 @@ def test_loss_and_perplexity_match_numpy_on_random_logits(train):
 
 
 # ---------------------------------------------------------------------------------------------------- train_step
-def test_train_step_returns_loss_and_gradient_norm(train, lstm):
+def test_train_step_returns_loss_and_gradient_norm(train):
     inputs, labels = tokens_with_repeats()
-    model = fresh_model(lstm, inputs)
+    model = fresh_model(inputs)
     result = train.train_step(model, keras.optimizers.SGD(0.1), inputs, labels)
     assert set(result) >= {"loss", "grad_norm"}
     assert np.isfinite(float(result["loss"])) and float(result["grad_norm"]) > 0
 
 
-def test_train_step_is_one_sgd_step_with_the_dense_gradient_norm(train, lstm):
+def test_train_step_is_one_sgd_step_with_the_dense_gradient_norm(train):
     inputs, labels = tokens_with_repeats(2)
-    model = fresh_model(lstm, inputs)
+    model = fresh_model(inputs)
     before = [v.numpy() for v in model.trainable_variables]
     loss_before = numpy_loss(labels, np.asarray(model(inputs)))
     grads = handout_gradients(model, inputs, labels)
@@ -88,9 +102,9 @@ def test_train_step_is_one_sgd_step_with_the_dense_gradient_norm(train, lstm):
         np.testing.assert_allclose(new.numpy(), old - 0.5 * grad, atol=1e-5)
 
 
-def test_train_step_clips_by_the_global_norm_and_reports_the_norm_before(train, lstm):
+def test_train_step_clips_by_the_global_norm_and_reports_the_norm_before(train):
     inputs, labels = tokens_with_repeats(3)
-    model = fresh_model(lstm, inputs)
+    model = fresh_model(inputs)
     before = [v.numpy() for v in model.trainable_variables]
     grads = handout_gradients(model, inputs, labels)
     norm = global_norm(grads)
@@ -100,16 +114,16 @@ def test_train_step_clips_by_the_global_norm_and_reports_the_norm_before(train, 
     for old, grad, new in zip(before, grads, model.trainable_variables, strict=True):
         np.testing.assert_allclose(new.numpy(), old - grad * (clip / norm), atol=1e-5)  # every gradient scaled by 1/4
     # A clip_norm above the norm changes nothing.
-    model = fresh_model(lstm, inputs)
+    model = fresh_model(inputs)
     train.train_step(model, keras.optimizers.SGD(1.0), inputs, labels, clip_norm=10 * norm)
     for old, grad, new in zip(before, grads, model.trainable_variables, strict=True):
         np.testing.assert_allclose(new.numpy(), old - grad, atol=1e-5)
 
 
-def test_train_step_builds_a_fresh_model(train, lstm):
+def test_train_step_builds_a_fresh_model(train):
     inputs, labels = tokens_with_repeats(7)
     keras.utils.set_random_seed(0)
-    model = lstm.LSTMLanguageModel(vocab_size=V, embed_dim=D, hidden_dim=D_H)  # never called: no variables yet
+    model = TinyLanguageModel()  # never called: no variables yet
     assert not model.trainable_variables
     first = train.train_step(model, keras.optimizers.SGD(0.5), inputs, labels)
     assert np.isfinite(float(first["loss"])) and float(first["grad_norm"]) > 0
@@ -120,9 +134,9 @@ def test_train_step_builds_a_fresh_model(train, lstm):
     assert all(not np.array_equal(a, v.numpy()) for a, v in zip(after, model.trainable_variables, strict=True))
 
 
-def test_compiled_train_steps_lower_the_loss(train, lstm):
+def test_compiled_train_steps_lower_the_loss(train):
     inputs, labels = tokens_with_repeats(4)
-    model = fresh_model(lstm, inputs)
+    model = fresh_model(inputs)
     step = train.make_train_step(model, keras.optimizers.Adam(0.05), clip_norm=1.0)
     losses = [float(step(tf.constant(inputs), tf.constant(labels))["loss"]) for _ in range(15)]
     assert losses[-1] < losses[0] - 0.3, losses
@@ -130,9 +144,9 @@ def test_compiled_train_steps_lower_the_loss(train, lstm):
 
 
 # ---------------------------------------------------------------------------------------------------- evaluate
-def test_evaluate_weights_every_token_once(train, lstm):
+def test_evaluate_weights_every_token_once(train):
     inputs, labels = tokens_with_repeats(5, batch=5)
-    model = fresh_model(lstm, inputs)
+    model = fresh_model(inputs)
     dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(2)  # batches of 2, 2 and 1 windows
     logits = np.asarray(model(inputs))
     result = train.evaluate(model, dataset)
@@ -155,16 +169,16 @@ class FakeClock:
         return self.now
 
 
-def _policy(train, lstm, directory, clock=None, **kwargs):
-    model = lstm.LSTMLanguageModel(vocab_size=V, embed_dim=D, hidden_dim=D_H)  # built on first use
+def _policy(train, directory, clock=None, **kwargs):
+    model = TinyLanguageModel()  # built on first use
     optimizer = keras.optimizers.Adam(0.01)
     step = tf.Variable(0, dtype=tf.int64)
     return train.CheckpointPolicy(directory, model, optimizer, step, clock=clock or FakeClock(), **kwargs)
 
 
-def test_should_save_every_n_steps_or_after_the_minutes(train, lstm, tmp_path):
+def test_should_save_every_n_steps_or_after_the_minutes(train, tmp_path):
     clock = FakeClock()
-    policy = _policy(train, lstm, tmp_path, clock, checkpoint_every=5, checkpoint_minutes=2.0)
+    policy = _policy(train, tmp_path, clock, checkpoint_every=5, checkpoint_minutes=2.0)
     assert [s for s in range(0, 16) if policy.should_save(s)] == [0, 5, 10, 15]
     clock.now += 119.5
     assert not policy.should_save(7)
@@ -176,13 +190,13 @@ def test_should_save_every_n_steps_or_after_the_minutes(train, lstm, tmp_path):
     assert policy.should_save(8)
 
 
-def test_restore_resets_the_save_clock(train, lstm, tmp_path):
-    first = _policy(train, lstm, tmp_path, checkpoint_every=4, checkpoint_minutes=2.0)
+def test_restore_resets_the_save_clock(train, tmp_path):
+    first = _policy(train, tmp_path, checkpoint_every=4, checkpoint_minutes=2.0)
     train.train_step(first.model, first.optimizer, *tokens_with_repeats(8))  # builds the model and the optimizer
     first.step.assign(4)
     first.save(4)
     clock = FakeClock()
-    policy = _policy(train, lstm, tmp_path, clock, checkpoint_every=4, checkpoint_minutes=2.0)
+    policy = _policy(train, tmp_path, clock, checkpoint_every=4, checkpoint_minutes=2.0)
     clock.now += 100.0  # 100 s after the policy was made
     assert policy.restore() == 4
     clock.now += 60.0  # 160 s after the policy was made, 60 s after the restore
@@ -191,8 +205,8 @@ def test_restore_resets_the_save_clock(train, lstm, tmp_path):
     assert policy.should_save(5)
 
 
-def test_save_best_only_on_a_strict_improvement(train, lstm, tmp_path):
-    policy = _policy(train, lstm, tmp_path)
+def test_save_best_only_on_a_strict_improvement(train, tmp_path):
+    policy = _policy(train, tmp_path)
     assert policy.save_best(2.0) is True
     assert policy.save_best(2.5) is False
     assert policy.save_best(2.0) is False
@@ -200,8 +214,8 @@ def test_save_best_only_on_a_strict_improvement(train, lstm, tmp_path):
     assert float(policy.best_loss.numpy()) == 1.5
 
 
-def test_best_checkpoint_is_numbered_by_the_step(train, lstm, tmp_path):
-    policy = _policy(train, lstm, tmp_path)
+def test_best_checkpoint_is_numbered_by_the_step(train, tmp_path):
+    policy = _policy(train, tmp_path)
     for step, loss in ((3, 2.0), (5, 2.5), (8, 1.0), (9, 1.2)):
         policy.step.assign(step)
         policy.save_best(loss)
@@ -209,9 +223,9 @@ def test_best_checkpoint_is_numbered_by_the_step(train, lstm, tmp_path):
     assert latest is not None and re.search(r"-(\d+)$", latest).group(1) == "8", latest
 
 
-def test_restore_resumes_model_optimizer_and_step(train, lstm, tmp_path):
+def test_restore_resumes_model_optimizer_and_step(train, tmp_path):
     inputs, labels = tokens_with_repeats(6)
-    policy = _policy(train, lstm, tmp_path)
+    policy = _policy(train, tmp_path)
     policy.model(inputs)
     for _ in range(3):
         train.train_step(policy.model, policy.optimizer, inputs, labels)
@@ -220,11 +234,11 @@ def test_restore_resumes_model_optimizer_and_step(train, lstm, tmp_path):
     saved_weights = [v.numpy() for v in policy.model.weights]
     saved_optimizer = [v.numpy() for v in policy.optimizer.variables]
 
-    fresh = _policy(train, lstm, tmp_path)  # a new model and optimizer, not built yet: restore builds them
+    fresh = _policy(train, tmp_path)  # a new model and optimizer, not built yet: restore builds them
     assert fresh.restore() == 3 and int(fresh.step.numpy()) == 3
     for saved, restored in zip(saved_weights, fresh.model.weights, strict=True):
         np.testing.assert_array_equal(restored.numpy(), saved)
     assert len(fresh.optimizer.variables) == len(saved_optimizer)
     for saved, restored in zip(saved_optimizer, fresh.optimizer.variables, strict=True):  # Adam's moments, iterations
         np.testing.assert_array_equal(restored.numpy(), saved)
-    assert _policy(train, lstm, tmp_path / "empty").restore() == 0
+    assert _policy(train, tmp_path / "empty").restore() == 0

@@ -8,6 +8,7 @@ is built, so this module imports even while a part is unfinished.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 
 import keras
@@ -22,7 +23,7 @@ class ModelKind:
     arguments: tuple[str, ...]
 
 
-MODEL_KINDS: dict[str, ModelKind] = {
+ALL_MODEL_KINDS: dict[str, ModelKind] = {
     "rnn": ModelKind("rnn", "RNNLanguageModel", ("vocab_size", "embed_dim", "hidden_dim")),
     "lstm": ModelKind("lstm", "LSTMLanguageModel", ("vocab_size", "embed_dim", "hidden_dim")),
     "transformer": ModelKind(
@@ -31,7 +32,12 @@ MODEL_KINDS: dict[str, ModelKind] = {
         ("vocab_size", "context_length", "d_model", "num_heads", "num_layers", "dropout", "positional"),
     ),
 }
-"""Model kind (config.json's "model") -> its class and constructor arguments."""
+"""Model kind (config.json's "model") -> its class and constructor arguments: the kinds whose module this package has
+(an assignment without part 2 has no rnn.py and lstm.py)."""
+
+
+MODEL_KINDS = {name: kind for name, kind in ALL_MODEL_KINDS.items()
+               if importlib.util.find_spec(f".{kind.module}", __package__) is not None}
 
 
 def build_model(config: dict) -> keras.Model:
@@ -41,6 +47,8 @@ def build_model(config: dict) -> keras.Model:
         ValueError: unknown model kind or a missing argument.
     """
     kind = MODEL_KINDS.get(config.get("model"))
+    if kind is None and config.get("model") in ALL_MODEL_KINDS:
+        raise ValueError(f"model {config['model']!r} is not part of this assignment (models: {sorted(MODEL_KINDS)})")
     if kind is None:
         raise ValueError(f"config model must be one of {sorted(MODEL_KINDS)}, got {config.get('model')!r}")
     missing = [name for name in kind.arguments if name not in config]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from autograder.course import load as load_course
+from autograder.parts import BY_KEY
 from tools import make_stencil
 from tools.make_stencil import MarkerError, find_markers, render
 
@@ -36,7 +39,7 @@ def test_block_is_replaced_by_a_raise_at_its_indentation_keeping_docstring_and_g
             """
             if x is None:
                 raise ValueError("x is required")
-            # BEGIN SOLUTION (part 2): Compute the gates from x and h.
+            # BEGIN SOLUTION (part recurrent): Compute the gates from x and h.
             z = x + h
             for _ in range(2):
                 z = z * 2
@@ -60,7 +63,7 @@ def test_one_line_form_replaces_a_single_statement():
     source = src("""
         class Sampler:
             def greedy(self, logits):
-                return max(logits)  # SOLUTION (part 3): Return the most likely token.
+                return max(logits)  # SOLUTION (part samplers): Return the most likely token.
     """)
     expected = src("""
         class Sampler:
@@ -69,7 +72,7 @@ def test_one_line_form_replaces_a_single_statement():
     """)
     assert render(source, "m.py") == expected
     (marker,) = find_markers(source, "m.py")
-    assert (marker.function, marker.part, marker.first, marker.last) == ("Sampler.greedy", 3, 3, 3)
+    assert (marker.function, marker.part, marker.first, marker.last) == ("Sampler.greedy", "samplers", 3, 3)
 
 
 def test_markers_name_the_innermost_function_and_keep_file_order():
@@ -77,25 +80,26 @@ def test_markers_name_the_innermost_function_and_keep_file_order():
         class Model:
             def call(self, x):
                 def helper(y):
-                    # BEGIN SOLUTION (part 4): Helper body.
+                    # BEGIN SOLUTION (part transformer): Helper body.
                     return y
                     # END SOLUTION
 
-                return helper(x)  # SOLUTION (part 4): Call the helper.
+                return helper(x)  # SOLUTION (part transformer): Call the helper.
 
 
         def loss(a):
-            # BEGIN SOLUTION (part 5): The loss.
+            # BEGIN SOLUTION (part train): The loss.
             return a
             # END SOLUTION
     """)
     found = [(m.function, m.part, m.first, m.last) for m in find_markers(source, "m.py")]
-    assert found == [("Model.call.helper", 4, 4, 6), ("Model.call", 4, 8, 8), ("loss", 5, 12, 14)]
+    assert found == [("Model.call.helper", "transformer", 4, 6), ("Model.call", "transformer", 8, 8),
+                     ("loss", "train", 12, 14)]
 
 
 def test_long_messages_are_wrapped_within_the_line_length_and_keep_the_exact_text():
     text = " ".join(f"word{i}" for i in range(60)) + ' with "quotes" and a \\ backslash.'
-    source = f"class A:\n    def f(self):\n        # BEGIN SOLUTION (part 1): {text}\n        return 1\n"
+    source = f"class A:\n    def f(self):\n        # BEGIN SOLUTION (part preprocess): {text}\n        return 1\n"
     source += "        # END SOLUTION\n"
     out = render(source, "m.py")
     assert max(len(line) for line in out.splitlines()) <= make_stencil.LINE_LENGTH
@@ -121,7 +125,7 @@ def test_imports_used_only_by_solutions_are_removed_and_others_kept(tmp_path):
             """Doc."""
             if math.sqrt(x) + len(deque()) < 0:
                 raise ValueError("x must be non-negative")
-            # BEGIN SOLUTION (part 1): Use numpy and Counter.
+            # BEGIN SOLUTION (part preprocess): Use numpy and Counter.
             return np.sum(Counter(x)) + len(OrderedDict())
             # END SOLUTION
     ''')
@@ -161,45 +165,49 @@ def test_package_docstring_is_addressed_to_students():
 @pytest.mark.parametrize(
     "source, line, words",
     [
-        ("def f():\n    # BEGIN SOLUTION (part 1): Do it.\n    return 1\n", 2, "unclosed"),
+        ("def f():\n    # BEGIN SOLUTION (part train): Do it.\n    return 1\n", 2, "unclosed"),
         ("def f():\n    return 1\n    # END SOLUTION\n", 3, "without a matching BEGIN"),
         (
-            "def f():\n    # BEGIN SOLUTION (part 1): A.\n    # BEGIN SOLUTION (part 1): B.\n    return 1\n"
+            "def f():\n    # BEGIN SOLUTION (part train): A.\n    # BEGIN SOLUTION (part train): B.\n    return 1\n"
             "    # END SOLUTION\n    # END SOLUTION\n",
             3,
             "nested",
         ),
         ("def f():\n    # BEGIN SOLUTION: Do it.\n    return 1\n    # END SOLUTION\n", 2, "missing part"),
-        ("def f():\n    # BEGIN SOLUTION (part 1):\n    return 1\n    # END SOLUTION\n", 2, "missing part or text"),
-        ("def f():\n    # BEGIN SOLUTION (part x): Do.\n    return 1\n    # END SOLUTION\n", 2, "malformed BEGIN"),
-        ("def f():\n    return 1  # SOLUTION (part 1):\n", 2, "malformed one-line"),
+        ("def f():\n    # BEGIN SOLUTION (part train):\n    return 1\n    # END SOLUTION\n", 2, "missing part or text"),
+        ("def f():\n    # BEGIN SOLUTION (part 1): Do.\n    return 1\n    # END SOLUTION\n", 2, "malformed BEGIN"),
+        ("def f():\n    # BEGIN SOLUTION (part nope): Do.\n    return 1\n    # END SOLUTION\n", 2,
+         "unknown part 'nope'"),
+        ("def f():\n    return 1  # SOLUTION (part train):\n", 2, "malformed one-line"),
         ("def f():\n    return 1  # SOLUTION: Do it.\n", 2, "malformed one-line"),
         ("def f():\n    pass\n    # END SOLUTION here\n", 3, "malformed END"),
         (
-            "def f():\n    if True:\n        # BEGIN SOLUTION (part 1): Do.\n        return 1\n    # END SOLUTION\n",
+            "def f():\n    if True:\n        # BEGIN SOLUTION (part train): Do.\n        return 1\n"
+            "    # END SOLUTION\n",
             5,
             "indented by 4 columns",
         ),
-        ("def f():\n    # BEGIN SOLUTION (part 1): Do.\n        return 1\n    # END SOLUTION\n", 3, "must start at"),
+        ("def f():\n    # BEGIN SOLUTION (part train): Do.\n        return 1\n    # END SOLUTION\n", 3,
+         "must start at"),
         (
-            "def f():\n    if True:\n        # BEGIN SOLUTION (part 1): Do.\n        x = 1\n    y = 2\n"
+            "def f():\n    if True:\n        # BEGIN SOLUTION (part train): Do.\n        x = 1\n    y = 2\n"
             "        # END SOLUTION\n",
             5,
             "indented less",
         ),
         (
-            "def f():\n    # BEGIN SOLUTION (part 1): Do.\n    # just a comment\n    # END SOLUTION\n    pass\n",
+            "def f():\n    # BEGIN SOLUTION (part train): Do.\n    # just a comment\n    # END SOLUTION\n    pass\n",
             2,
             "empty",
         ),
-        ("# BEGIN SOLUTION (part 1): Do.\nX = 1\n# END SOLUTION\n", 1, "outside a function"),
-        ("X = 1  # SOLUTION (part 1): Do.\n", 1, "outside a function"),
-        ("def f(x):\n    if x: return 1  # SOLUTION (part 1): Do.\n", 2, "single simple statement"),
-        ("def f(x):\n    return g(\n        x)  # SOLUTION (part 1): Do.\n", 3, "single simple statement"),
-        ("def f():\n    x = 1  # BEGIN SOLUTION (part 1): Do.\n    # END SOLUTION\n", 2, "line of its own"),
-        ("def f():\n    # SOLUTION (part 1): Do.\n    return 1\n", 2, "without a statement"),
+        ("# BEGIN SOLUTION (part train): Do.\nX = 1\n# END SOLUTION\n", 1, "outside a function"),
+        ("X = 1  # SOLUTION (part train): Do.\n", 1, "outside a function"),
+        ("def f(x):\n    if x: return 1  # SOLUTION (part train): Do.\n", 2, "single simple statement"),
+        ("def f(x):\n    return g(\n        x)  # SOLUTION (part train): Do.\n", 3, "single simple statement"),
+        ("def f():\n    x = 1  # BEGIN SOLUTION (part train): Do.\n    # END SOLUTION\n", 2, "line of its own"),
+        ("def f():\n    # SOLUTION (part train): Do.\n    return 1\n", 2, "without a statement"),
         (
-            "def f():\n    for i in range(2):\n        # BEGIN SOLUTION (part 1): Do.\n        x = i\n"
+            "def f():\n    for i in range(2):\n        # BEGIN SOLUTION (part train): Do.\n        x = i\n"
             "        # END SOLUTION\n    else:\n        pass\n",
             0,
             None,
@@ -217,23 +225,24 @@ def test_malformed_markers_are_refused_with_file_and_line(source, line, words):
 
 
 def test_given_code_that_only_works_with_the_solution_is_refused():
-    unused = "def f(x):\n    n = len(x)\n    # BEGIN SOLUTION (part 1): Do.\n    return x * n\n    # END SOLUTION\n"
+    unused = "def f(x):\n    n = len(x)\n    # BEGIN SOLUTION (part train): Do.\n    return x * n\n    # END SOLUTION\n"
     with pytest.raises(MarkerError, match=r"^m\.py:2: 'n' is assigned by given code but read only by the solution"):
         render(unused, "m.py")
-    undefined = "def f(x):\n    # BEGIN SOLUTION (part 1): Do.\n    h = x + 1\n    # END SOLUTION\n    return h, [h]\n"
+    undefined = ("def f(x):\n    # BEGIN SOLUTION (part train): Do.\n    h = x + 1\n    # END SOLUTION\n"
+                 "    return h, [h]\n")
     with pytest.raises(MarkerError, match=r"^m\.py:5: given code reads 'h', which only the solution defines"):
         render(undefined, "m.py")
     # Names bound by arguments, tuple unpacking, the module or given code read after the block are all fine.
     fine = (
         "import math\n\nK = 2\n\n\ndef f(x, *rest, key=None):\n    n = len(x)\n    batch, width = x.shape\n"
-        "    # BEGIN SOLUTION (part 1): Do.\n    print(x * n * batch * width * K, key, rest)\n    # END SOLUTION\n"
+        "    # BEGIN SOLUTION (part train): Do.\n    print(x * n * batch * width * K, key, rest)\n    # END SOLUTION\n"
         "    return n, math.pi\n"
     )
-    assert "TODO(part 1): Do." in render(fine, "m.py")
+    assert "TODO(part 5): Do." in render(fine, "m.py")  # train is part 5 of the `all` course
 
 
 def test_a_block_that_would_break_the_syntax_is_refused():
-    source = "def f(x):\n    # BEGIN SOLUTION (part 1): Do.\n    if x:\n        return 1\n    # END SOLUTION\n"
+    source = "def f(x):\n    # BEGIN SOLUTION (part train): Do.\n    if x:\n        return 1\n    # END SOLUTION\n"
     source += "    else:\n        return 2\n"
     with pytest.raises(MarkerError, match=r"^m\.py:5: END SOLUTION splits the statement that starts at line 3"):
         render(source, "m.py")
@@ -250,7 +259,7 @@ def _package(root: Path) -> Path:
     (package / "__init__.py").write_text('"""Reference."""\n')
     (package / "given.py").write_text("VALUE = 3\n")
     (package / "sub" / "__init__.py").write_text("")
-    (package / "sub" / "todo.py").write_text("def f():\n    return 1  # SOLUTION (part 2): Return one.\n")
+    (package / "sub" / "todo.py").write_text("def f():\n    return 1  # SOLUTION (part recurrent): Return one.\n")
     return package
 
 
@@ -308,7 +317,7 @@ def test_stencil_is_in_sync_with_the_reference():
 
 
 def test_every_part_has_todos_and_every_stencil_module_imports():
-    assert {m.part for m in MARKERS} == {1, 2, 3, 4, 5}
+    assert {m.part for m in MARKERS} == set(BY_KEY)
     for name in STENCIL_MODULES:
         importlib.import_module(f"stencil.{name}")
 
@@ -347,3 +356,33 @@ def test_public_tests_pass_on_the_reference_and_fail_with_the_todo_on_the_stenci
         message = failure.get("message", "")
         # Keras re-raises errors of a layer's call() with its own preamble; the TODO text must still be in the message.
         assert message.startswith("NotImplementedError") and "TODO(part " in message, message
+
+
+@pytest.mark.parametrize("name", ["hw2", "no-recurrent", "hw1"])
+def test_a_course_stencil_has_todos_in_its_parts_solved_prerequisites_and_no_unneeded_module(name):
+    course = load_course(name)
+    files = make_stencil.generate(ROOT / "assignment", course)
+    modules = {rel.stem for rel in files}
+    for part in BY_KEY.values():
+        for module in part.modules:
+            if part.key in course.parts:  # a TODO numbered by the course, and no other part's number
+                numbers = set(re.findall(r'TODO\(part (\d+)\)', files[Path(f"{module}.py")]))
+                assert numbers == {str(course.number(part.key))}, (module, numbers)
+            elif part.key in course.solved:  # the reference's code, without markers
+                text = files[Path(f"{module}.py")]
+                assert "TODO(" not in text and "SOLUTION" not in text, module
+                assert ast.dump(ast.parse(text)) == ast.dump(ast.parse((ROOT / "assignment" / f"{module}.py")
+                                                                       .read_text().replace("assignment.", "stencil.")))
+            else:
+                assert module not in modules, module
+    namespace: dict = {}
+    submit = files[Path("submit.py")]
+    exec(compile(submit.split("\n_TODO")[0], "submit.py", "exec"), {"__file__": "submit.py"}, namespace)
+    assert set(namespace["REQUIRED_FILES"]) == {f"{m}.py" for m in modules} - {"submit.py"}
+
+
+def test_course_numbers_follow_the_table_order():
+    hw2 = load_course("hw2")
+    assert (hw2.parts, hw2.solved) == (("samplers", "transformer", "train"), ("preprocess",))
+    assert [hw2.number(key) for key in hw2.parts] == [1, 2, 3]
+    assert set(load_course("hw1").left_out_modules) >= {"samplers", "transformer", "train", "loop", "generate"}

@@ -4,27 +4,34 @@ Marker grammar (in `assignment/*.py`, inside function bodies only):
 
 Block form, the markers on their own lines at the indentation of the code they enclose::
 
-    # BEGIN SOLUTION (part 2): Compute the four gates and the new (h, c).
+    # BEGIN SOLUTION (part recurrent): Compute the four gates and the new (h, c).
     ... reference code ...
     # END SOLUTION
 
 One-line form, for a single simple statement::
 
-    return tf.argmax(logits, axis=-1, output_type=tf.int32)  # SOLUTION (part 3): Pick the most likely token.
+    return tf.argmax(logits, axis=-1, output_type=tf.int32)  # SOLUTION (part samplers): Pick the top token.
 
-Both are replaced by ``raise NotImplementedError("TODO(part N): text")`` at the same indentation (wrapped over several
-lines when it would exceed 120 characters). Docstrings and code outside the markers (the given code) are kept as they
-are. Imports that the reference uses but the stencil no longer does are removed, so the stencil stays lint clean. Files
-without markers are copied verbatim, except the package's `__init__.py`, whose docstring is replaced by one addressed to
-students, and the module paths `assignment.X` in text, which become `stencil.X`.
+The part is named by its key in the parts table (`autograder/parts.py`). In the parts a course selects, both forms are
+replaced by ``raise NotImplementedError("TODO(part N): text")`` at the same indentation (wrapped over several lines
+when it would exceed 120 characters), N being the part's number in the course. In a part the course ships solved, the
+marker lines go and the code stays. Modules of parts the course does not ship are left out, and `submit.py`'s
+`REQUIRED_FILES` becomes the list of the modules that ship.
 
-Malformed markers (unclosed, nested, END without BEGIN, missing part or text, wrong indentation, outside a function,
-one-line form on a compound statement) are refused with ``file:line: message`` and exit status 1.
+Docstrings and code outside the markers (the given code) are kept as they are. Imports that the reference uses but the
+stencil no longer does are removed, so the stencil stays lint clean. Files without markers are copied verbatim, except
+the package's `__init__.py`, whose docstring is replaced by one addressed to students, and the module paths
+`assignment.X` in text, which become `stencil.X`.
+
+Malformed markers (unclosed, nested, END without BEGIN, missing or unknown part, missing text, wrong indentation,
+outside a function, one-line form on a compound statement) are refused with ``file:line: message`` and exit status 1.
 
 Usage (from the repository root)::
 
-    python -m tools.make_stencil            # regenerate stencil/ from assignment/
+    python -m tools.make_stencil            # regenerate stencil/ (the `all` course) from assignment/
     python -m tools.make_stencil --check    # exit 1 and list the files of stencil/ that differ from a regeneration
+
+`python -m tools.make_release --course NAME` writes another course's stencil into its student zip.
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder.course import Course
+from autograder.course import load as load_course
+from autograder.parts import BY_KEY
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PACKAGE = "assignment"
 TARGET_PACKAGE = "stencil"
@@ -47,12 +58,14 @@ STENCIL_DOCSTRING = (
 )
 LINE_LENGTH = 120
 
-_BEGIN = re.compile(r"# BEGIN SOLUTION \(part (?P<part>[1-9][0-9]*)\): (?P<text>\S.*)")
+_BEGIN = re.compile(r"# BEGIN SOLUTION \(part (?P<part>[a-z][a-z0-9_]*)\): (?P<text>\S.*)")
 _END = re.compile(r"# END SOLUTION")
-_INLINE = re.compile(r"# SOLUTION \(part (?P<part>[1-9][0-9]*)\): (?P<text>\S.*)")
+_INLINE = re.compile(r"# SOLUTION \(part (?P<part>[a-z][a-z0-9_]*)\): (?P<text>\S.*)")
+_INLINE_COMMENT = re.compile(r"\s*# SOLUTION \(part [a-z][a-z0-9_]*\): .*$")
 _ANY_MARKER = re.compile(r"#\s*(?P<kind>BEGIN\s+|END\s+)?SOLUTION\b")
-_BEGIN_FORM = "'# BEGIN SOLUTION (part N): what to implement'"
-_INLINE_FORM = "'<statement>  # SOLUTION (part N): what to implement'"
+_BEGIN_FORM = "'# BEGIN SOLUTION (part KEY): what to implement'"
+_INLINE_FORM = "'<statement>  # SOLUTION (part KEY): what to implement'"
+_REQUIRED_FILES = re.compile(r"^REQUIRED_FILES\b.*$", flags=re.M)
 
 
 class MarkerError(ValueError):
@@ -74,14 +87,13 @@ class Marker:
     first: int
     last: int
     indent: str
-    part: int
+    part: str
     text: str
     function: str
 
-    @property
-    def message(self) -> str:
-        """The message of the NotImplementedError that replaces the region."""
-        return f"TODO(part {self.part}): {self.text}"
+    def message(self, number: int) -> str:
+        """The message of the NotImplementedError that replaces the region, in a course where its part is `number`."""
+        return f"TODO(part {number}): {self.text}"
 
 
 def _comments(source: str) -> list[tuple[int, int, str]]:
@@ -195,7 +207,7 @@ def find_markers(source: str, path: str) -> list[Marker]:
                 if first < start <= line < end:
                     raise MarkerError(path, line, f"END SOLUTION splits the statement that starts at line {start}")
             name = function_at(first)
-            markers.append(Marker(path, first, line, " " * indent, int(match["part"]), match["text"], name))
+            markers.append(Marker(path, first, line, " " * indent, _part(match, path, first), match["text"], name))
             opened = None
         else:
             match = _INLINE.fullmatch(text)
@@ -208,10 +220,16 @@ def find_markers(source: str, path: str) -> list[Marker]:
             if node is None or hasattr(node, "body"):
                 raise MarkerError(path, line, "the one-line form needs a single simple statement on its line")
             name = function_at(line)
-            markers.append(Marker(path, line, line, " " * indent, int(match["part"]), match["text"], name))
+            markers.append(Marker(path, line, line, " " * indent, _part(match, path, line), match["text"], name))
     if opened is not None:
         raise MarkerError(path, opened[0], "unclosed BEGIN SOLUTION (no END SOLUTION before the end of the file)")
     return markers
+
+
+def _part(match: re.Match[str], path: str, line: int) -> str:
+    if match["part"] not in BY_KEY:
+        raise MarkerError(path, line, f"unknown part {match['part']!r} (parts: {', '.join(BY_KEY)})")
+    return match["part"]
 
 
 def _quote(text: str) -> str:
@@ -431,20 +449,27 @@ def check_given_code(original: str, stencil: str, path: str, markers: list[Marke
             )
 
 
-def render(source: str, path: str, package_init: bool = False) -> str:
-    """The stencil version of one reference file (see the module docstring for the rules)."""
+def render(source: str, path: str, package_init: bool = False, course: Course | None = None) -> str:
+    """The stencil version of one reference file for `course` (default: `all`; see the module docstring)."""
+    course = course or load_course()
     markers = find_markers(source, path)
-    stencil = source
-    if markers:
-        lines = source.splitlines()
-        for marker in reversed(markers):
-            lines[marker.first - 1 : marker.last] = raise_lines(marker.indent, marker.message)
-        stencil = "\n".join(lines) + "\n"
+    todos = [marker for marker in markers if marker.part in course.parts]
+    lines = source.splitlines()
+    for marker in reversed(markers):
+        if marker in todos:
+            message = marker.message(course.number(marker.part))
+            lines[marker.first - 1 : marker.last] = raise_lines(marker.indent, message)
+        elif marker.first == marker.last:  # solved: the code stays, the marker goes
+            lines[marker.first - 1] = _INLINE_COMMENT.sub("", lines[marker.first - 1])
+        else:
+            lines[marker.first - 1 : marker.last] = lines[marker.first : marker.last - 1]
+    stencil = "\n".join(lines) + "\n" if markers else source
+    if todos:
         try:
             ast.parse(stencil)
         except SyntaxError as exc:
             raise MarkerError(path, exc.lineno or 0, f"the stencil would not be valid Python: {exc.msg}") from None
-        check_given_code(source, stencil, path, markers)
+        check_given_code(source, stencil, path, todos)
         stencil = prune_imports(source, stencil, path)
     stencil = re.sub(rf"\b{SOURCE_PACKAGE}\.(?=[a-z_])", f"{TARGET_PACKAGE}.", stencil)
     if package_init:
@@ -466,14 +491,22 @@ def collect_markers(source_dir: Path) -> list[Marker]:
     ]
 
 
-def generate(source_dir: Path) -> dict[Path, str]:
-    """Map each relative path of the stencil to its content."""
-    return {
-        rel: render(
-            (source_dir / rel).read_text(encoding="utf-8"), str(source_dir.name / rel), rel == Path("__init__.py")
-        )
-        for rel in source_files(source_dir)
-    }
+def generate(source_dir: Path, course: Course | None = None) -> dict[Path, str]:
+    """Map each relative path of `course`'s stencil (default: `all`) to its content: the modules the course ships."""
+    course = course or load_course()
+    left_out = {Path(f"{module}.py") for module in course.left_out_modules}
+    kept = [rel for rel in source_files(source_dir) if rel not in left_out]
+    files = {rel: render((source_dir / rel).read_text(encoding="utf-8"), str(source_dir.name / rel),
+                         rel == Path("__init__.py"), course) for rel in kept}
+    if Path("submit.py") in files:
+        names = sorted(rel.as_posix() for rel in files if rel.parent == Path(".") and rel != Path("submit.py"))
+        files[Path("submit.py")] = _REQUIRED_FILES.sub(f"REQUIRED_FILES = {_tuple_literal(names)}",
+                                                       files[Path("submit.py")], count=1)
+    return files
+
+
+def _tuple_literal(names: list[str]) -> str:
+    return "(\n" + "".join(f'    "{name}",\n' for name in names) + ")"
 
 
 def drifted(source_dir: Path, target_dir: Path) -> list[str]:

@@ -155,7 +155,7 @@ def grade(
     run = _Run(Path(submission_dir).resolve(), fixtures, meta, started + time_budget, timeout_scale, log)
     wanted = _wanted_parts(points, parts)
     with contextlib.ExitStack() as cleanup:
-        _start_worker(run, worker_user, limits or Limits(), cleanup)
+        _start_worker(run, worker_user, limits or Limits(), cleanup, _seen_modules(wanted))
         for part_index, part in enumerate(wanted, start=1):
             part_tests = [t for t in load_tests() if t.part == part]
             maxima = split_points(points[part], [t.weight for t in part_tests])
@@ -209,7 +209,15 @@ def _wanted_parts(points: Mapping[str, float], parts: Sequence[str] | None) -> l
     return [p for p in PART_ORDER if points.get(p, 0) > 0 and (parts is None or p in parts)]
 
 
-def _start_worker(run: _Run, worker_user: str | None, limits: Limits, cleanup: contextlib.ExitStack) -> None:
+def _seen_modules(sections: Sequence[str]) -> list[str]:
+    """The student modules the worker imports: those the sections see, in table order (a course's submission has only
+    the modules of its parts)."""
+    seen = {module for name in sections for module in parts_table.SECTION_BY_NAME[name].sees}
+    return [module for module in parts_table.MODULES if module in seen]
+
+
+def _start_worker(run: _Run, worker_user: str | None, limits: Limits, cleanup: contextlib.ExitStack,
+                  modules: Sequence[str]) -> None:
     """Find the submission's modules, hold the worker user and prepare the sandbox and the (lazily started) worker;
     `cleanup` stops them. Without modules, or when the submission cannot be copied, no test can call the worker."""
     package_dir = find_package_dir(run.submission_dir) if run.submission_dir.is_dir() else None
@@ -230,7 +238,7 @@ def _start_worker(run: _Run, worker_user: str | None, limits: Limits, cleanup: c
         run.status = "unreadable"
         return
     cleanup.callback(run.sandbox.close)
-    run.worker = Worker(run.sandbox, limits)
+    run.worker = Worker(run.sandbox, limits, modules=modules)
     cleanup.callback(_stop_worker, run)
 
 

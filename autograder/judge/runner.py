@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,8 +267,10 @@ def _signal_name(code: int) -> str:
 class Worker:
     """One worker process at a time; restarted on demand after a crash, a timeout or running out of memory."""
 
-    def __init__(self, sandbox: Sandbox, limits: Limits, python: str | None = None):
+    def __init__(self, sandbox: Sandbox, limits: Limits, python: str | None = None,
+                 modules: Sequence[str] = MODULES):
         self.sandbox = sandbox
+        self.modules = tuple(modules)
         self.limits = limits
         self.python = python or sys.executable
         self.blocked: dict[str, str] = {}
@@ -418,11 +420,11 @@ class Worker:
         self.stop()
         if self._start_failures >= 2:
             raise WorkerStartError("the worker cannot be started (see the autograder output); the test was not run")
-        for _ in range(len(MODULES) + 2):
+        for _ in range(len(self.modules) + 2):
             self._spawn()
             current = None
             try:
-                self.channel.send({"package_dir": str(self.sandbox.submission), "modules": list(MODULES),
+                self.channel.send({"package_dir": str(self.sandbox.submission), "modules": list(self.modules),
                                    "blocked": self.blocked}, timeout=IMPORT_TIMEOUT)
                 while True:
                     message = self.channel.receive(IMPORT_TIMEOUT)
