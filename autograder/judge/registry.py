@@ -18,7 +18,7 @@ run there (and only there: they may import TensorFlow, Keras and the reference),
 the reference fails stops the build. Grading replays the stored values. A test's id is "<part>.<function name without
 test_>"; it names the test's stored values and the mutants that must fail it, so it must not change.
 
-Weights are relative within a part; the judge scales them to the part's points from `autograder/points.json`.
+Weights are relative within a section; the judge scales them to the section's points in the course.
 """
 
 from __future__ import annotations
