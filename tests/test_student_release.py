@@ -158,7 +158,7 @@ def test_untouched_stencil_fails_every_public_test_with_a_todo_and_its_commands_
         own_part = int(re.match(r"test_part(\d+)_", module).group(1))
         assert 1 <= int(todo.group(1)) <= own_part, f"{name} stops at TODO(part {todo.group(1)})"
 
-    for command in (["stencil.train", "--help"], ["data.prepare", "--help"]):  # the handout's first commands
+    for command in (["stencil.trainer", "--help"], ["data.prepare", "--help"]):  # the handout's first commands
         done = run_step([sys.executable, "-m", *command], folder, env, 60)
         assert done.returncode == 0 and done.stdout.startswith("usage: python -m "), done.stderr
         assert not TENSORFLOW_START_UP.search(done.stderr), f"{' '.join(command)} printed:\n{done.stderr}"
