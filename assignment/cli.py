@@ -1,4 +1,4 @@
-"""What the command lines `python -m assignment.train` and `python -m assignment.generate` share (given)."""
+"""What the command lines `python -m assignment.trainer` and `python -m assignment.generate` share (given)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The training run directory (given): what `python -m assignment.train` writes and `python -m assignment.generate`
+"""The training run directory (given): what `python -m assignment.trainer` writes and `python -m assignment.generate`
 reads. This module is the one that knows its layout:
 
     DIR/config.json          model kind and hyperparameters, tokenizer kind, data and training settings
@@ -137,7 +137,7 @@ def load_run(directory: str | os.PathLike) -> tuple[keras.Model, object, dict]:
     tokenizer = load_tokenizer(directory, config)
     path = latest_weights(directory)
     if path is None:
-        raise ValueError(f"{os.fspath(directory)!r} has no checkpoint yet: train first (python -m assignment.train)")
+        raise ValueError(f"{os.fspath(directory)!r} has no checkpoint yet: train first (python -m assignment.trainer)")
     model = build_model(config)
     model(tf.zeros([1, 1], tf.int32))
     check_checkpointable(model)

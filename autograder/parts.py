@@ -79,7 +79,7 @@ PARTS: tuple[Part, ...] = (
          (Section("samplers", 15, ("samplers",)),)),
     Part("transformer", "transformer", ("transformer",), ("decoding",), ("samplers",),  # generation through the model
          (Section("transformer", 25, ("transformer", "samplers")),)),
-    Part("train", "training", ("train",), ("console", "loop", "cli_train", "generate"),
+    Part("train", "training", ("train",), ("console", "loop", "trainer", "generate"),
          ("preprocess", "samplers", ("transformer", "recurrent")),  # windows, samples while training, a model
          (Section("train", 20, ("train",)),
           Section("quality", 0, ("train", "transformer", "rnn", "lstm", "preprocess"))),

@@ -4,8 +4,8 @@
         [--set --d-model 192 ...]
 
 The text is the train split of the default corpus (Shakespeare's plays, see `bench.corpus`), the split
-`python -m assignment.train` trains on, unless --text FILE is given. For each model kind: character tokenizer on the
-text, the default batch size and context length of `python -m assignment.train`, AdamW with the default schedule and
+`python -m assignment.trainer` trains on, unless --text FILE is given. For each model kind: character tokenizer on the
+text, the default batch size and context length of `python -m assignment.trainer`, AdamW with the default schedule and
 clipping, `make_train_step` (tf.function, XLA with --jit). Prints the tracing time (first step), then steps/s and
 tokens/s over N timed steps, the number of parameters and the steps that fit in ten minutes. Extra training options
 after --set override the defaults (e.g. --set --d-model 192 --num-layers 6).
@@ -29,11 +29,11 @@ def bench(kind: str, ids, steps: int, jit: bool, overrides: list[str]) -> dict:
     import keras
     import numpy as np
 
-    from assignment import cli_train, loop, train
+    from assignment import loop, train, trainer
     from assignment.models import build_model
 
-    args = cli_train.build_parser().parse_args(["--model", kind, *overrides])
-    config = cli_train.run_config(args)
+    args = trainer.build_parser().parse_args(["--model", kind, *overrides])
+    config = trainer.run_config(args)
     config["vocab_size"] = int(ids.max()) + 1
     keras.utils.set_random_seed(args.seed)
     model = build_model(config)

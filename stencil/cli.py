@@ -1,4 +1,4 @@
-"""What the command lines `python -m stencil.train` and `python -m stencil.generate` share (given)."""
+"""What the command lines `python -m stencil.trainer` and `python -m stencil.generate` share (given)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The training run directory (given): what `python -m stencil.train` writes and `python -m stencil.generate`
+"""The training run directory (given): what `python -m stencil.trainer` writes and `python -m stencil.generate`
 reads. This module is the one that knows its layout:
 
     DIR/config.json          model kind and hyperparameters, tokenizer kind, data and training settings
@@ -137,7 +137,7 @@ def load_run(directory: str | os.PathLike) -> tuple[keras.Model, object, dict]:
     tokenizer = load_tokenizer(directory, config)
     path = latest_weights(directory)
     if path is None:
-        raise ValueError(f"{os.fspath(directory)!r} has no checkpoint yet: train first (python -m stencil.train)")
+        raise ValueError(f"{os.fspath(directory)!r} has no checkpoint yet: train first (python -m stencil.trainer)")
     model = build_model(config)
     model(tf.zeros([1, 1], tf.int32))
     check_checkpointable(model)

@@ -19,7 +19,6 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 REQUIRED_FILES = (
     "__init__.py",
     "cli.py",
-    "cli_train.py",
     "console.py",
     "decoding.py",
     "generate.py",
@@ -32,6 +31,7 @@ REQUIRED_FILES = (
     "runs.py",
     "samplers.py",
     "train.py",
+    "trainer.py",
     "transformer.py",
 )
 """Every module of the package but this one: the graded ones and the given ones they import, in zip order (the student

@@ -1,10 +1,10 @@
 """Part 5: training. The loss and perplexity, one optimisation step under `tf.GradientTape`, evaluation, the learning
 rate schedule and the optimizer, and a checkpoint policy that survives interruptions.
 
-    python -m stencil.train --model transformer --out runs/transformer
+    python -m stencil.trainer --model transformer --out runs/transformer
     tensorboard --logdir runs
 
-That command (given: cli_train.py) runs these pieces in the training loop `fit` (given: loop.py) and writes the run
+That command (given: trainer.py) runs these pieces in the training loop `fit` (given: loop.py) and writes the run
 directory that runs.py describes: config.json, the tokenizer, the checkpoints and the TensorBoard logs. Ctrl-C stops
 training after the current step and saves a checkpoint of it; running the same command again resumes from the latest
 checkpoint and trains exactly as an uninterrupted run would.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -253,9 +252,3 @@ class CheckpointPolicy:
         raise NotImplementedError(
             "TODO(part 5): Build the model and optimizer variables, restore `latest`, reset the save clock."
         )
-
-
-if __name__ == "__main__":  # python -m stencil.train: the command line (given: cli_train.py)
-    from .cli_train import main
-
-    sys.exit(main())

@@ -6,21 +6,14 @@ import ast
 from pathlib import Path
 
 
-def _is_main_block(node: ast.AST) -> bool:
-    """`if __name__ == "__main__":`, whose imports run in the module __main__, not in the package's module."""
-    test = getattr(node, "test", None)
-    return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
-            and test.left.id == "__name__" and ast.unparse(test.comparators[0]) == "'__main__'")
-
-
 def _imported_names(tree: ast.Module, package: str) -> set[str]:
-    """Absolute names of everything `tree` imports, at the top or inside functions, outside `__main__` blocks."""
+    """Absolute names of everything `tree` imports, anywhere: at the top, inside functions and classes, and inside
+    `if __name__ == "__main__":` blocks (`python -m package.module` runs the module as __main__, and what its block
+    imports may import the module back under its package name, which runs it a second time)."""
     found: set[str] = set()
     todo: list[ast.AST] = list(tree.body)
     while todo:
         node = todo.pop()
-        if _is_main_block(node):
-            continue
         if isinstance(node, ast.ImportFrom):
             parts = package.split(".")
             base = parts[: len(parts) - node.level + 1] if node.level else []

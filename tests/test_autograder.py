@@ -374,10 +374,24 @@ def test_trust_zones_import_only_down_the_trust_order() -> None:
                 assert not bad, (module, bad)
 
 
-@pytest.mark.parametrize("package", ["autograder", "assignment"])
+@pytest.mark.parametrize("package", ["autograder", "assignment", "stencil"])
 def test_no_import_cycle(package: str) -> None:
+    """Imports in functions and in `__main__` blocks count: `python -m` runs a module as __main__, and a cycle through
+    its block's imports runs it a second time under its own name."""
     cycle = import_cycle(import_graph(ROOT / package))
     assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_the_import_graph_sees_imports_in_functions_and_main_blocks(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "part.py").write_text('if __name__ == "__main__":\n    from .command import main\n\n    main()\n')
+    (package / "command.py").write_text("def main():\n    from . import loop\n")
+    (package / "loop.py").write_text("from .part import f\n")
+    graph = import_graph(package)
+    assert graph["pkg.part"] == {"pkg.command"} and graph["pkg.command"] == {"pkg", "pkg.loop"}
+    assert import_cycle(graph) == ["pkg.command", "pkg.loop", "pkg.part", "pkg.command"]
 
 
 def test_cli_grade_and_grade_all_survive_a_crashing_submission(tmp_path: Path, fixtures_dir: Path) -> None:

@@ -1,6 +1,6 @@
 """The training and generation command lines end to end, on a small text file and tiny models.
 
-`cli_train.main(argv)` (`python -m assignment.train`) and `generate.main(argv)` run in-process: train a few steps,
+`trainer.main(argv)` (`python -m assignment.trainer`) and `generate.main(argv)` run in-process: train a few steps,
 resume, generate, and every kind of bad input ends with exit status 2 and one line on stderr.
 """
 
@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-from assignment import cli_train, generate, train
+from assignment import generate, train, trainer
 from data import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def test_train_writes_config_tokenizer_checkpoints_and_logs_then_generate_contin
     model, text_file, tmp_path, capsys
 ):
     out = tmp_path / "run"
-    assert cli_train.main(train_args(text_file, out, model)) == 0
+    assert trainer.main(train_args(text_file, out, model)) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == model and config["tokenizer"] == "char" and config["context_length"] == 16
     characters = sorted(set(text_file.read_text()))
@@ -79,19 +79,19 @@ def test_train_writes_config_tokenizer_checkpoints_and_logs_then_generate_contin
 
 def test_running_the_same_command_again_resumes_from_the_latest_checkpoint(text_file, tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli_train.main(train_args(text_file, out, "lstm", 4, "--checkpoint-every", "3")) == 0
+    assert trainer.main(train_args(text_file, out, "lstm", 4, "--checkpoint-every", "3")) == 0
     assert checkpoints(out) == [3, 4]
     capsys.readouterr()
-    assert cli_train.main(train_args(text_file, out, "lstm", 7, "--checkpoint-every", "3")) == 0
+    assert trainer.main(train_args(text_file, out, "lstm", 7, "--checkpoint-every", "3")) == 0
     assert "resumed at step 4" in capsys.readouterr().out
     assert checkpoints(out) == [4, 6, 7]  # the fourth save drops the oldest (--keep 3)
-    assert cli_train.main(train_args(text_file, out, "lstm", 7)) == 0
+    assert trainer.main(train_args(text_file, out, "lstm", 7)) == 0
     assert "nothing to do" in capsys.readouterr().out
 
 
 def test_bpe_tokenizer_run(text_file, tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli_train.main(train_args(text_file, out, "lstm", 2, "--tokenizer", "bpe", "--vocab-size", "270")) == 0
+    assert trainer.main(train_args(text_file, out, "lstm", 2, "--tokenizer", "bpe", "--vocab-size", "270")) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["tokenizer"] == "bpe" and config["vocab_size"] == 270
     capsys.readouterr()
@@ -109,33 +109,33 @@ def test_jit_on_a_training_step_xla_cannot_compile_is_one_error_line(text_file, 
         return loss(labels, logits) + tf.numpy_function(lambda: np.float32(0), [], tf.float32, stateful=False)
 
     monkeypatch.setattr(train, "sequence_loss", loss_through_numpy)
-    assert cli_train.main(train_args(text_file, tmp_path / "run", "lstm", 2, "--jit")) == 2
+    assert trainer.main(train_args(text_file, tmp_path / "run", "lstm", 2, "--jit")) == 2
     line = one_error_line(capsys)
     assert "XLA" in line and "without --jit" in line
 
 
 def test_help_lists_the_options():
     with pytest.raises(SystemExit) as exit_info:
-        cli_train.main(["--help"])
+        trainer.main(["--help"])
     assert exit_info.value.code == 0
 
 
 def test_missing_text_file(tmp_path, capsys):
-    assert cli_train.main(train_args(tmp_path / "nope.txt", tmp_path / "run")) == 2
+    assert trainer.main(train_args(tmp_path / "nope.txt", tmp_path / "run")) == 2
     assert "nope.txt" in one_error_line(capsys)
 
 
 def test_empty_corpus(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n\n", encoding="utf-8")
-    assert cli_train.main(train_args(empty, tmp_path / "run")) == 2
+    assert trainer.main(train_args(empty, tmp_path / "run")) == 2
     assert "empty" in one_error_line(capsys)
 
 
 def test_text_too_short_for_the_context_length(tmp_path, capsys):
     short = tmp_path / "short.txt"
     short.write_text("".join(f"line {i}\n" for i in range(40)), encoding="utf-8")
-    assert cli_train.main(train_args(short, tmp_path / "run")) == 2
+    assert trainer.main(train_args(short, tmp_path / "run")) == 2
     assert "--context-length" in one_error_line(capsys)
 
 
@@ -143,13 +143,13 @@ def test_unknown_model(text_file, tmp_path, capsys):
     argv = train_args(text_file, tmp_path / "run")
     argv[argv.index("lstm")] = "gru"
     with pytest.raises(SystemExit) as exit_info:
-        cli_train.main(argv)
+        trainer.main(argv)
     assert exit_info.value.code == 2
     assert "gru" in one_error_line(capsys)
 
 
 def test_bad_number(text_file, tmp_path, capsys):
-    assert cli_train.main(train_args(text_file, tmp_path / "run", "lstm", 0)) == 2
+    assert trainer.main(train_args(text_file, tmp_path / "run", "lstm", 0)) == 2
     assert "--steps" in one_error_line(capsys)
 
 
@@ -157,15 +157,15 @@ def test_bad_number(text_file, tmp_path, capsys):
 def lstm_run(text_file, tmp_path_factory):
     """A one-step lstm run directory, shared by the tests that only read it."""
     out = tmp_path_factory.mktemp("lstm") / "run"
-    assert cli_train.main(train_args(text_file, out, "lstm", 1)) == 0
+    assert trainer.main(train_args(text_file, out, "lstm", 1)) == 0
     return out
 
 
 def test_resuming_a_run_of_another_model_or_size_is_refused(lstm_run, text_file, capsys):
     capsys.readouterr()
-    assert cli_train.main(train_args(text_file, lstm_run, "rnn", 2)) == 2
+    assert trainer.main(train_args(text_file, lstm_run, "rnn", 2)) == 2
     assert "'lstm'" in one_error_line(capsys)
-    assert cli_train.main(train_args(text_file, lstm_run, "lstm", 2, "--hidden-dim", "32")) == 2
+    assert trainer.main(train_args(text_file, lstm_run, "lstm", 2, "--hidden-dim", "32")) == 2
     assert "hidden_dim" in one_error_line(capsys)
     assert checkpoints(lstm_run) == [1]
 
@@ -208,7 +208,7 @@ def test_train_on_splits_prepared_with_other_fractions_uses_them_and_never_overw
     before = split_files(splits)
 
     # The default corpus in that folder, as a user runs it: refused in one line, the splits are left alone.
-    done = subprocess.run([sys.executable, "-m", "assignment.train", "--model", "rnn", "--splits-dir", str(splits),
+    done = subprocess.run([sys.executable, "-m", "assignment.trainer", "--model", "rnn", "--splits-dir", str(splits),
                            "--out", str(tmp_path / "default"), "--steps", "1"], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 2 and "Traceback" not in done.stderr
@@ -220,11 +220,11 @@ def test_train_on_splits_prepared_with_other_fractions_uses_them_and_never_overw
 
     other = tmp_path / "other.txt"
     other.write_text(text_file.read_text(encoding="utf-8").replace("fox", "wolf"), encoding="utf-8")
-    assert cli_train.main(train_args(other, tmp_path / "run", "lstm", 1)) == 2
+    assert trainer.main(train_args(other, tmp_path / "run", "lstm", 1)) == 2
     assert f"holds the splits of {text_file.resolve()}" in one_error_line(capsys)
     assert split_files(splits) == before
 
-    assert cli_train.main(train_args(text_file, tmp_path / "run", "lstm", 1)) == 0  # the same file: its fractions
+    assert trainer.main(train_args(text_file, tmp_path / "run", "lstm", 1)) == 0  # the same file: its fractions
     assert split_files(splits) == before
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["splits"]["dir"] == str(splits.resolve())
@@ -233,7 +233,7 @@ def test_train_on_splits_prepared_with_other_fractions_uses_them_and_never_overw
 def test_text_too_short_advice_names_only_options_of_train(tmp_path, capsys):
     short = tmp_path / "short.txt"
     short.write_text("first line\nsecond line\n", encoding="utf-8")
-    assert cli_train.main(train_args(short, tmp_path / "run")) == 2
+    assert trainer.main(train_args(short, tmp_path / "run")) == 2
     line = one_error_line(capsys)
     assert line.startswith("error: the valid split would be empty")  # train has no --fractions to suggest
     assert line.rsplit(": ", 1)[1] == "use a longer text (it needs several lines)"
@@ -243,10 +243,10 @@ def test_a_run_that_failed_before_training_leaves_nothing_that_stops_a_retry_wit
     text_file, tmp_path, capsys
 ):
     out = tmp_path / "run"
-    assert cli_train.main(train_args(text_file, out, "lstm", 2, "--context-length", "20000")) == 2
+    assert trainer.main(train_args(text_file, out, "lstm", 2, "--context-length", "20000")) == 2
     assert "the train split has only" in (line := one_error_line(capsys)) and "smaller --context-length" in line
     assert not (out / "tokenizer.json").exists() and not (out / "config.json").exists()
-    assert cli_train.main(train_args(text_file, out, "lstm", 1, "--tokenizer", "bpe", "--vocab-size", "260")) == 0
+    assert trainer.main(train_args(text_file, out, "lstm", 1, "--tokenizer", "bpe", "--vocab-size", "260")) == 0
     assert json.loads((out / "tokenizer.json").read_text())["type"] == "bpe"
 
 
@@ -258,32 +258,32 @@ def test_a_run_directory_without_a_checkpoint_is_a_new_run_and_one_with_checkpoi
     def crash(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(cli_train, "fit", crash)  # a run that dies in training, before its first checkpoint
+    monkeypatch.setattr(trainer, "fit", crash)  # a run that dies in training, before its first checkpoint
     with pytest.raises(RuntimeError):
-        cli_train.main(train_args(text_file, out, "lstm", 2))
+        trainer.main(train_args(text_file, out, "lstm", 2))
     assert json.loads((out / "config.json").read_text())["hidden_dim"] == 16 and not checkpoints(out)
     monkeypatch.undo()
     capsys.readouterr()
-    assert cli_train.main(train_args(text_file, out, "rnn", 2, "--tokenizer", "bpe", "--vocab-size", "260")) == 0
+    assert trainer.main(train_args(text_file, out, "rnn", 2, "--tokenizer", "bpe", "--vocab-size", "260")) == 0
     assert "holds no checkpoint" in capsys.readouterr().out
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "rnn" and config["tokenizer"] == "bpe" and checkpoints(out) == [2]
     tokenizer = (out / "tokenizer.json").read_bytes()
 
-    assert cli_train.main(train_args(text_file, out, "lstm", 3)) == 2  # now it has trained: refused, left alone
+    assert trainer.main(train_args(text_file, out, "lstm", 3)) == 2  # now it has trained: refused, left alone
     assert "'rnn'" in one_error_line(capsys)
     assert (out / "tokenizer.json").read_bytes() == tokenizer and checkpoints(out) == [2]
 
 
 def test_resuming_on_other_splits_is_refused(text_file, tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli_train.main(train_args(text_file, out, "lstm", 1)) == 0
+    assert trainer.main(train_args(text_file, out, "lstm", 1)) == 0
     capsys.readouterr()
     argv = train_args(text_file, out, "lstm", 2)
     other_splits = tmp_path / "other-splits"
     assert prepare.main(["--text", str(text_file), "--out", str(other_splits), "--fractions", "0.8", "0.1", "0.1"]) == 0
     argv[argv.index("--splits-dir") + 1] = str(other_splits)
-    assert cli_train.main(argv) == 2
+    assert trainer.main(argv) == 2
     line = one_error_line(capsys)
     assert "trained on other train/valid/test splits" in line and "--splits-dir" in line
     assert checkpoints(out) == [1]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
-from assignment import cli_train, runs
+from assignment import runs, trainer
 from autograder.judge.context import HiddenValues
 from autograder.judge.hidden import quality
 from autograder.judge.registry import TestFailure
@@ -30,7 +30,7 @@ def run_dir(tmp_path_factory):
     argv = ["--model", "transformer", "--text", str(corpus), "--splits-dir", str(root / "splits"), "--out", str(out),
             "--steps", "6", "--batch-size", "4", "--context-length", "32", "--eval-every", "3", "--eval-batches", "1",
             "--sample-tokens", "3", "--warmup-steps", "1", "--d-model", "16", "--num-heads", "2", "--num-layers", "1"]
-    assert cli_train.main(argv) == 0
+    assert trainer.main(argv) == 0
     return out
 
 

@@ -1,6 +1,6 @@
 """Exact resume of the training command line after Ctrl-C (SIGINT) and after kill -9 (SIGKILL), run as a user runs it.
 
-`python -m assignment.train` trains a tiny rnn in a subprocess; one run goes straight to the end, another is
+`python -m assignment.trainer` trains a tiny rnn in a subprocess; one run goes straight to the end, another is
 interrupted with SIGINT at a step drawn from a seeded RNG, resumed with the same command, killed with SIGKILL at a
 later drawn step, and resumed again to the end. Progress is read from the command's own output lines (with
 --log-every 1 it prints a plain line per step when its stdout is not a terminal). Every variable of the final
@@ -29,7 +29,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from assignment import cli_train, console, loop, train
+from assignment import console, loop, train, trainer
 from assignment.preprocess import CharTokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def text_file(tmp_path_factory):
 
 
 def command(text_file: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "assignment.train", "--model", "rnn", "--embed-dim", "8", "--hidden-dim", "16",
+    return [sys.executable, "-m", "assignment.trainer", "--model", "rnn", "--embed-dim", "8", "--hidden-dim", "16",
             "--text", str(text_file), "--splits-dir", str(out.parent / "splits"), "--out", str(out),
             "--steps", str(STEPS), "--batch-size", "4", "--context-length", "16", "--warmup-steps", "5", "--seed", "3",
             "--eval-every", "10", "--eval-batches", "2", "--sample-tokens", "0", "--checkpoint-every", "4",
@@ -204,7 +204,7 @@ def test_interrupted_with_sigint_and_killed_with_sigkill_then_resumed_equals_an_
 def dropout_command(text_file: Path, out: Path, steps: int) -> list[str]:
     """A tiny transformer with dropout; the warmup spans the whole run, so that a run stopped at --steps 3 and resumed
     with --steps 6 gets the learning rates of a run straight to step 6 (the schedule's end is --steps)."""
-    return [sys.executable, "-m", "assignment.train", "--model", "transformer", "--d-model", "16", "--num-heads", "2",
+    return [sys.executable, "-m", "assignment.trainer", "--model", "transformer", "--d-model", "16", "--num-heads", "2",
             "--num-layers", "1", "--dropout", "0.1", "--text", str(text_file), "--splits-dir",
             str(out.parent / "splits"), "--out", str(out), "--steps", str(steps), "--batch-size", "4",
             "--context-length", "16", "--warmup-steps", "6", "--seed", "3", "--eval-every", "3", "--eval-batches", "1",
@@ -255,18 +255,18 @@ def test_sigint_during_a_training_step_saves_a_consistent_checkpoint_of_that_ste
     monkeypatch.setattr(train, "sequence_loss", loss_that_can_signal)
     straight = tmp_path / "straight" / "run"
     calls.extend([None] * steps)  # past interrupt_at: no signal
-    assert cli_train.main(in_process_args(text_file, straight, steps)) == 0
+    assert trainer.main(in_process_args(text_file, straight, steps)) == 0
 
     calls.clear()
     run = tmp_path / "interrupted" / "run"
-    assert cli_train.main(in_process_args(text_file, run, steps)) == 130
+    assert trainer.main(in_process_args(text_file, run, steps)) == 130
     err = capsys.readouterr().err
     assert f"interrupted at step {interrupt_at}; saved {run / f'ckpt-{interrupt_at}'}" in err and "Traceback" not in err
     saved = variables(tf.train.latest_checkpoint(str(run)))
     assert saved["step/.ATTRIBUTES/VARIABLE_VALUE"] == interrupt_at
     assert saved["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == interrupt_at
 
-    assert cli_train.main(in_process_args(text_file, run, steps)) == 0
+    assert trainer.main(in_process_args(text_file, run, steps)) == 0
     assert f"resumed at step {interrupt_at}" in capsys.readouterr().out
     assert_same_checkpoint(tf.train.latest_checkpoint(str(straight)), tf.train.latest_checkpoint(str(run)), False)
     assert_same_checkpoint(tf.train.latest_checkpoint(str(straight / "best")),

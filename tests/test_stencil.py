@@ -151,8 +151,8 @@ def test_imports_used_only_by_solutions_are_removed_and_others_kept(tmp_path):
 
 
 def test_files_without_markers_are_copied_verbatim_except_module_paths():
-    source = 'def main():\n    """Run  `python -m assignment.train --help`."""\n    return 0\n'
-    assert render(source, "m.py") == source.replace("assignment.train", "stencil.train")
+    source = 'def main():\n    """Run  `python -m assignment.trainer --help`."""\n    return 0\n'
+    assert render(source, "m.py") == source.replace("assignment.trainer", "stencil.trainer")
     plain = "x = 1  # a comment about the assignment\n"
     assert render(plain, "m.py") == plain
 
@@ -324,7 +324,7 @@ def test_every_part_has_todos_and_every_stencil_module_imports():
 
 def test_train_command_line_help_works_on_the_stencil():
     run = subprocess.run(
-        [sys.executable, "-m", "stencil.train", "--help"],
+        [sys.executable, "-m", "stencil.trainer", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -176,7 +176,7 @@ def test_untouched_stencil_fails_every_public_test_with_a_todo_and_its_commands_
         own_part = course.number(module.removeprefix("test_"))
         assert 1 <= int(todo.group(1)) <= own_part, f"{name} stops at TODO(part {todo.group(1)})"
 
-    commands = [["stencil.train", "--help"]] if "train" in course.shipped_parts else []
+    commands = [["stencil.trainer", "--help"]] if "train" in course.shipped_parts else []
     for command in (*commands, ["data.prepare", "--help"]):  # the handout's first commands
         done = run_step([sys.executable, "-m", *command], folder, env, 60)
         assert done.returncode == 0 and done.stdout.startswith("usage: python -m "), done.stderr

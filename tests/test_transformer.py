@@ -409,10 +409,10 @@ def test_a_checkpoint_of_the_model_restores_every_weight_into_a_fresh_one(tmp_pa
 def test_learned_positions_are_the_default_of_the_model_and_of_the_train_command():
     import inspect
 
-    from assignment import cli_train
+    from assignment import trainer
 
     default = inspect.signature(TransformerLanguageModel).parameters["positional"].default
-    assert default == cli_train.build_parser().get_default("positional") == "learned"
+    assert default == trainer.build_parser().get_default("positional") == "learned"
     assert make_model().position_embedding is not None
 
 

@@ -1,6 +1,6 @@
-"""The command line `python -m assignment.train` (given): it puts every part together.
+"""The command line `python -m assignment.trainer` (given): it puts every part together.
 
-    python -m assignment.train --model transformer --out runs/transformer
+    python -m assignment.trainer --model transformer --out runs/transformer
     tensorboard --logdir runs
 
 It prepares the train/valid/test splits (data/prepare.py), trains or loads the tokenizer, sets up the run directory
@@ -34,9 +34,9 @@ RESUME_FIELDS = ("model", "tokenizer", "bpe_vocab_size", "text", "context_length
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m assignment.train`."""
+    """The command line of `python -m assignment.trainer`."""
     parser = OneLineErrorParser(
-        prog="python -m assignment.train",
+        prog="python -m assignment.trainer",
         description="Train a language model; run the same command again to resume from the latest checkpoint in --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -205,7 +205,7 @@ def text_sampler(model: keras.Model, tokenizer, prompt: str, max_new_tokens: int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m assignment.train`: returns the exit status (2 for bad input, 130 when interrupted)."""
+    """`python -m assignment.trainer`: returns the exit status (2 for bad input, 130 when interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         _check_arguments(args)
@@ -286,3 +286,6 @@ def train_run(args: argparse.Namespace, out: Path, config: dict, tokenizer, batc
           f"(perplexity {results['valid_perplexity']:.2f}); best checkpoint in {out / runs.BEST_DIR}")
     return 0
 
+
+if __name__ == "__main__":
+    sys.exit(main())
