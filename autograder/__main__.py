@@ -194,27 +194,6 @@ def worker_users(prefix: str, jobs: int) -> list[str | None]:
     return [f"{prefix}{k}" for k in range(1, jobs + 1)]
 
 
-def prepare_worker_user(name: str) -> str | None:
-    """Create the worker user `name` when missing and check it can run this interpreter; None when ready, else why
-    not (one line)."""
-    import pwd
-
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        made = subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
-                               "/usr/sbin/nologin", name], capture_output=True, text=True)
-        if made.returncode != 0:
-            return f"could not create the worker user {name}: {made.stderr.strip() or 'useradd failed'}"
-        print(f"created the worker user {name} (system user, no home, no login shell)", file=sys.stderr)
-    from autograder.judge.runner import can_run, resolve_user
-
-    if not can_run(resolve_user(name), sys.executable):
-        return (f"the worker user {name} cannot run {sys.executable}: install the requirements in a virtual "
-                "environment outside root's home (see the README), or pass --worker-user none")
-    return None
-
-
 def _grade_one(path: Path, results: Path, args: argparse.Namespace, fixtures: Path, user: str | None) -> dict:
     command = [sys.executable, "-m", "autograder", "grade", "--submission", str(path), "--results", str(results),
                "--fixtures", str(fixtures), "--quiet", "--worker-user", user or "none",
@@ -257,7 +236,7 @@ def _round(value: float) -> float:
 def _sweep(user: str | None) -> None:
     """Kill what a stopped grading's worker left running as its job's user."""
     if user is not None:
-        from autograder.judge.runner import hold_worker_user, resolve_user
+        from autograder.judge.users import hold_worker_user, resolve_user
 
         with hold_worker_user(resolve_user(user)):
             pass
@@ -266,6 +245,8 @@ def _sweep(user: str | None) -> None:
 def run_grade_all(args: argparse.Namespace) -> int:
     """Exit status 0 when every submission was graded, 1 when some could not be (see the CSV's status column), 2
     when grading could not start."""
+    from autograder.judge.users import prepare_worker_user
+
     if not args.submissions.is_dir():
         print(f"grade-all: {args.submissions} is not a folder", file=sys.stderr)
         return 2
