@@ -12,15 +12,10 @@ Other tools can call `autograder.judge.grade`, the same code path `grade` uses.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import csv
 import importlib.util
 import json
 import os
-import queue
-import re
 import secrets
-import subprocess
 import sys
 import tempfile
 import traceback
@@ -79,19 +74,6 @@ def run_fixtures(args: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_fixtures(fixtures_dir: Path, parts: list[str] | None) -> None:
-    """Build fixtures (in a subprocess, which imports TensorFlow and the reference) when none exist yet."""
-    from autograder.judge import fixture_files
-
-    if fixture_files.exists(fixtures_dir):
-        return
-    print(f"no fixtures in {fixtures_dir}: building them with a random seed ...", file=sys.stderr)
-    command = [sys.executable, "-m", "autograder", "fixtures", "--out", str(fixtures_dir)]
-    if parts:
-        command += ["--parts", *[p for p in parts if p != "audit"]]
-    subprocess.run(command, cwd=ROOT, check=True)
-
-
 # ---------------------------------------------------------------------------------------------------- grade
 def _add_grade(p: argparse.ArgumentParser) -> None:
     p.add_argument("--submission", type=Path, required=True, help="submitted files (a folder or a .zip)")
@@ -112,7 +94,7 @@ def run_grade(args: argparse.Namespace) -> int:
     unreadable zip, a worker that cannot start, an internal error): results.json then says why."""
     from autograder.course import CourseError
     from autograder.course import load as load_course
-    from autograder.judge import format_summary, grade
+    from autograder.judge import fixture_files, format_summary, grade
 
     fixtures = args.fixtures or _default_fixtures()
     try:
@@ -121,7 +103,7 @@ def run_grade(args: argparse.Namespace) -> int:
         print(f"grade: {exc}", file=sys.stderr)
         return 2
     try:
-        ensure_fixtures(fixtures, args.parts)
+        fixture_files.ensure(fixtures, args.parts)
         with tempfile.TemporaryDirectory(prefix="lm-submission-") as tmp:
             try:
                 submission = _unpacked(args.submission, Path(tmp))
@@ -182,19 +164,16 @@ def _unpacked(submission: Path, scratch: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------- grade-all
-WORKER_USER_PREFIX = "lmkit-worker"
-CSV_DECIMALS = 2
-"""Scores in the CSV are rounded as Gradescope shows them."""
-
-
 def _add_grade_all(p: argparse.ArgumentParser) -> None:
+    from autograder.judge.grade_all import DEFAULT_TIMEOUT, WORKER_USER_PREFIX
+
     p.add_argument("submissions", type=Path, help="folder with one sub-folder or .zip per submission")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel")
     p.add_argument("--csv", type=Path, required=True, help="CSV of scores to write")
     p.add_argument("--results-dir", type=Path, default=None, help="keep each results.json here")
     p.add_argument("--parts", nargs="+", choices=PARTS, default=None, help="only these parts")
     p.add_argument("--fixtures", type=Path, default=None, help="fixtures directory (default: dist/fixtures)")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds per submission before it is stopped")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per submission before it is stopped")
     p.add_argument("--timeout-scale", type=float, default=1.0, help="factor on every per-call timeout")
     p.add_argument("--worker-user", default=WORKER_USER_PREFIX,
                    help=f"as root, job k's worker runs as the user PREFIXk, created when missing (default "
@@ -202,133 +181,14 @@ def _add_grade_all(p: argparse.ArgumentParser) -> None:
                         "privilege drop")
 
 
-def worker_users(prefix: str, jobs: int) -> list[str | None]:
-    """The worker user of each job slot: one per slot, so that concurrent gradings never share one (after a crash
-    a grading kills every process of its worker user). [None] * jobs when not root or `prefix` is 'none'."""
-    if os.geteuid() != 0 or prefix == "none":
-        return [None] * jobs
-    return [f"{prefix}{k}" for k in range(1, jobs + 1)]
-
-
-def prepare_worker_user(name: str) -> str | None:
-    """Create the worker user `name` when missing and check it can run this interpreter; None when ready, else why
-    not (one line)."""
-    import pwd
-
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        made = subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
-                               "/usr/sbin/nologin", name], capture_output=True, text=True)
-        if made.returncode != 0:
-            return f"could not create the worker user {name}: {made.stderr.strip() or 'useradd failed'}"
-        print(f"created the worker user {name} (system user, no home, no login shell)", file=sys.stderr)
-    from autograder.judge.runner import can_run, resolve_user
-
-    if not can_run(resolve_user(name), sys.executable):
-        return (f"the worker user {name} cannot run {sys.executable}: install the requirements in a virtual "
-                "environment outside root's home (see the README), or pass --worker-user none")
-    return None
-
-
-def _grade_one(path: Path, results: Path, args: argparse.Namespace, fixtures: Path, user: str | None) -> dict:
-    command = [sys.executable, "-m", "autograder", "grade", "--submission", str(path), "--results", str(results),
-               "--fixtures", str(fixtures), "--quiet", "--worker-user", user or "none",
-               "--timeout-scale", str(args.timeout_scale)]
-    if args.parts:
-        command += ["--parts", *args.parts]
-    row: dict = {"submission": path.stem if path.suffix == ".zip" else path.name}
-    results.unlink(missing_ok=True)
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait()
-        _sweep(user)
-        return {**row, "score": 0, "status": "timeout", "message": f"not finished within {args.timeout:g} s"}
-    try:
-        data = json.loads(results.read_text())
-        status = data.get("extra_data", {}).get("status", "internal-error")
-    except (OSError, ValueError) as exc:
-        tail = output.strip().splitlines()[-1:] or [f"{type(exc).__name__}: {exc}"]
-        return {**row, "score": 0, "status": "internal-error", "message": tail[0][:300]}
-    if process.returncode != 0 and status == "ok":
-        status = "internal-error"
-    row.update(score=_round(data["score"]), max_score=_round(data["extra_data"].get("max_score", 0)), status=status)
-    for part, entry in data.get("extra_data", {}).get("parts", {}).items():
-        row[part] = _round(entry["score"])
-        row[f"{part}_max"] = _round(entry["max_score"])
-    row["failed_tests"] = "; ".join(t["name"] for t in data.get("tests", []) if t.get("status") != "passed")
-    if status != "ok":
-        row["message"] = " ".join(data.get("output", "").split())[:300]
-    return row
-
-
-def _round(value: float) -> float:
-    return round(float(value), CSV_DECIMALS)
-
-
-def _sweep(user: str | None) -> None:
-    """Kill what a stopped grading's worker left running as its job's user."""
-    if user is not None:
-        from autograder.judge.runner import hold_worker_user, resolve_user
-
-        with hold_worker_user(resolve_user(user)):
-            pass
-
-
 def run_grade_all(args: argparse.Namespace) -> int:
     """Exit status 0 when every submission was graded, 1 when some could not be (see the CSV's status column), 2
-    when grading could not start."""
-    if not args.submissions.is_dir():
-        print(f"grade-all: {args.submissions} is not a folder", file=sys.stderr)
-        return 2
-    fixtures = args.fixtures or _default_fixtures()
-    jobs = max(1, args.jobs)
-    users = worker_users(args.worker_user, jobs)
-    for name in filter(None, users):
-        problem = prepare_worker_user(name)
-        if problem:
-            print(f"grade-all: {problem}", file=sys.stderr)
-            return 2
-    ensure_fixtures(fixtures, args.parts)
-    entries = sorted(p for p in args.submissions.iterdir() if p.is_dir() or p.suffix == ".zip")
-    results_dir = args.results_dir or Path(tempfile.mkdtemp(prefix="lm-results-"))
-    results_dir.mkdir(parents=True, exist_ok=True)
-    free: queue.Queue[str | None] = queue.Queue()
-    for user in users:
-        free.put(user)
+    when grading could not start (`autograder.judge.grade_all`)."""
+    from autograder.judge.grade_all import grade_all
 
-    def job(path: Path) -> dict:
-        user = free.get()
-        try:
-            return _grade_one(path, results_dir / (re.sub(r"[^\w.-]", "_", path.stem) + ".json"), args, fixtures,
-                              user)
-        finally:
-            free.put(user)
-
-    rows = []
-    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-        for future in concurrent.futures.as_completed([pool.submit(job, p) for p in entries]):
-            row = future.result()
-            rows.append(row)
-            print(f"{row['submission']}: {row.get('score', 0):g} ({row['status']})", flush=True)
-    parts = [p for p in PARTS if any(p in r for r in rows)]
-    columns = ["submission", "score", "max_score", "status"] + [c for p in parts for c in (p, f"{p}_max")]
-    columns += ["failed_tests", "message"]
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.csv, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns, restval="")
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda r: r["submission"]))
-    not_graded = [r["submission"] for r in rows if r["status"] != "ok"]
-    print(f"wrote {args.csv} ({len(rows)} submissions; results in {results_dir})")
-    if not_graded:
-        print(f"grade-all: {len(not_graded)} submission(s) not graded normally: {', '.join(sorted(not_graded))} "
-              "(see the status and message columns)", file=sys.stderr)
-    return 1 if not_graded else 0
+    return grade_all(args.submissions, args.csv, args.fixtures or _default_fixtures(), jobs=args.jobs,
+                     results_dir=args.results_dir, parts=args.parts, timeout=args.timeout,
+                     timeout_scale=args.timeout_scale, worker_user=args.worker_user)
 
 
 # ---------------------------------------------------------------------------------------------------- build

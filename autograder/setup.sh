@@ -26,6 +26,7 @@ rm -rf "$venv"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q -r "$source_dir/requirements-gradescope.txt"
 
+# The worker's user, with the options of create_user in autograder/judge/users.py.
 id -u student >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin student
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.judge import users
 from autograder.judge.registry import DEFAULT_TIMEOUT
 from autograder.qa.adversarial import ADVERSARIES, Adversary
 from autograder.qa.mutants import write_submission
@@ -48,26 +49,6 @@ the slowest one's time."""
 ALL_PARTS = tuple(sorted({p for a in ADVERSARIES for p in a.parts}))
 
 
-def _ensure_user(name: str) -> bool:
-    """Create the worker user `name` when missing; True when this module created it."""
-    try:
-        subprocess.run(["id", "-u", name], check=True, capture_output=True)
-        return False
-    except subprocess.CalledProcessError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
-                        "/usr/sbin/nologin", name], check=True, capture_output=True)
-        return True
-
-
-def _runs_as_worker_user() -> bool:
-    """Whether the worker user can start this interpreter (not when it lives in root's home, e.g. pyenv)."""
-    try:
-        return subprocess.run([GRADING_PYTHON, "-c", "import numpy"], user=WORKER_USERS[0], cwd="/", timeout=60,
-                              capture_output=True).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
 DROP_SKIP = ("only the privilege drop stops this attack: it needs the judge to run as root with an interpreter "
              "that an unprivileged user can run")
 
@@ -86,14 +67,14 @@ def kit(tmp_path_factory):
     subprocess.run([GRADING_PYTHON, "-m", "autograder", "fixtures", "--seed", str(SEED), "--out",
                     str(kit_dir / "dist" / "fixtures"), "--parts", *parts], cwd=kit_dir, env=env, check=True,
                    capture_output=True)
-    created = [name for name in WORKER_USERS if IS_ROOT and _ensure_user(name)]
-    drop = IS_ROOT and _runs_as_worker_user()
+    created = [name for name in WORKER_USERS if IS_ROOT and users.ensure_user(name)]
+    drop = IS_ROOT and users.can_run(WORKER_USERS[0], GRADING_PYTHON)  # not when it lives in root's home (pyenv)
     shared = Path(tempfile.mkdtemp(prefix="lm-adversary-"))
     os.chmod(shared, 0o1777)
     yield kit_dir, shared, WORKER_USERS if drop else "none"
     shutil.rmtree(shared, ignore_errors=True)
     for name in created:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
+        users.remove_user(name)
 
 
 def _hangs(adversary: Adversary) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.judge import users
 from autograder.qa.adversarial import ADVERSARIES
 from autograder.qa.mutants import write_submission
 
@@ -29,18 +30,6 @@ CRASHERS = ("os-exit-at-import", "os-exit-in-probe", "sys-exit-in-probe", "infin
 """Adversaries among the submissions: a worker killed at import and mid-test, a hang, a daemon that outlives its
 worker (and would kill or tamper with anything its user can reach)."""
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-
-
-def _runs_as_nobody(python: str) -> bool:
-    try:
-        return subprocess.run([python, "-c", "import numpy"], user="nobody", cwd="/", capture_output=True,
-                              timeout=120).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-def _user_exists(name: str) -> bool:
-    return subprocess.run(["id", "-u", name], capture_output=True).returncode == 0
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop needs root")
@@ -80,23 +69,23 @@ def _grade_all(submissions: Path, out: Path, jobs: int, fixtures_dir: Path) -> t
 
 @needs_root
 def test_concurrent_grading_as_root_gives_the_sequential_scores(fixtures_dir: Path, tmp_path: Path) -> None:
-    if not _runs_as_nobody(GRADING_PYTHON):
+    if not users.can_run("nobody", GRADING_PYTHON):
         pytest.skip("needs a grading interpreter an unprivileged user can run (LMKIT_GRADING_PYTHON)")
     shared = Path(tempfile.mkdtemp(prefix="lm-grade-all-"))
     os.chmod(shared, 0o1777)
-    users = ("lmkit-worker1", "lmkit-worker2")
-    existed = {user for user in users if _user_exists(user)}
+    workers = ("lmkit-worker1", "lmkit-worker2")
+    existed = {user for user in workers if users.user_exists(user)}
     try:
         submissions = _submissions(tmp_path / "submissions", shared)
         assert len(list(submissions.iterdir())) >= 8
         parallel, console = _grade_all(submissions, tmp_path / "jobs2.csv", 2, fixtures_dir)
         sequential, _ = _grade_all(submissions, tmp_path / "jobs1.csv", 1, fixtures_dir)
-        created = [user for user in users if _user_exists(user)]  # one worker user per job, made by grade-all
+        created = [user for user in workers if users.user_exists(user)]  # one worker user per job, made by grade-all
     finally:
         shutil.rmtree(shared, ignore_errors=True)
-        for user in set(users) - existed:
-            subprocess.run(["userdel", user], capture_output=True)
-    assert created == list(users), console[-2000:]
+        for user in set(workers) - existed:
+            users.remove_user(user)
+    assert created == list(workers), console[-2000:]
     assert parallel == sequential
     assert set(parallel) == {"reference-1", "reference-2", "reference-3", "stencil-1", "stencil-2", *CRASHERS}
     maximum = float(parallel["reference-1"]["max_score"])
@@ -114,7 +103,7 @@ def test_concurrent_grading_as_root_gives_the_sequential_scores(fixtures_dir: Pa
 
 @needs_root
 def test_an_interpreter_the_worker_user_cannot_run_stops_grade_all(fixtures_dir: Path, tmp_path: Path) -> None:
-    if _runs_as_nobody(sys.executable):
+    if users.can_run("nobody", sys.executable):
         pytest.skip("this interpreter can be run by an unprivileged user")
     submissions = tmp_path / "submissions"
     write_submission((), submissions / "reference")

@@ -28,6 +28,7 @@ import pytest
 
 from assignment.submit import REQUIRED_FILES
 from autograder.course import load as load_course
+from autograder.judge import users
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP_PYTHON = os.environ.get("LMKIT_SETUP_PYTHON", "/usr/bin/python3")
@@ -116,13 +117,9 @@ def autograder_zip(tmp_path_factory) -> Path:
     return out
 
 
-def _user_exists(name: str) -> bool:
-    return subprocess.run(["id", "-u", name], capture_output=True).returncode == 0
-
-
 @pytest.fixture(scope="module")
 def gradescope(autograder_zip: Path):
-    made_student = not _user_exists("student")  # setup.sh creates it, as on Gradescope
+    made_student = not users.user_exists("student")  # setup.sh creates it, as on Gradescope
     root = _autograder_root()
     site = Gradescope(root, autograder_zip)
     try:
@@ -131,7 +128,7 @@ def gradescope(autograder_zip: Path):
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if made_student:
-            subprocess.run(["userdel", "student"], capture_output=True)
+            users.remove_user("student")
 
 
 def _package(tmp_path: Path, source: str) -> Path:
@@ -254,7 +251,7 @@ def test_shipped_files_are_exactly_the_allow_list(autograder_zip: Path) -> None:
 @pytest.mark.skipif(not PYTHON310, reason="LMKIT_PYTHON310 names no Python 3.10 that the worker user can run")
 def test_setup_on_python_310_grades_the_reference(autograder_zip: Path, tmp_path: Path) -> None:
     """Gradescope's default image has Python 3.10: set up from it and grade the reference."""
-    made_student = not _user_exists("student")
+    made_student = not users.user_exists("student")
     root = _autograder_root()
     try:
         site = Gradescope(root, autograder_zip)
@@ -268,7 +265,7 @@ def test_setup_on_python_310_grades_the_reference(autograder_zip: Path, tmp_path
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if made_student:
-            subprocess.run(["userdel", "student"], capture_output=True)
+            users.remove_user("student")
 
 
 # ---------------------------------------------------------------------------------------------------- a course
@@ -281,7 +278,7 @@ def course_site(tmp_path_factory):
     out = tmp_path_factory.mktemp("build") / f"autograder-{COURSE}.zip"
     subprocess.run([sys.executable, "-m", "autograder", "build", "--course", COURSE, "--out", str(out)], cwd=ROOT,
                    check=True, capture_output=True)
-    made_student = not _user_exists("student")
+    made_student = not users.user_exists("student")
     root = _autograder_root()
     site = Gradescope(root, out)
     try:
@@ -290,7 +287,7 @@ def course_site(tmp_path_factory):
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if made_student:
-            subprocess.run(["userdel", "student"], capture_output=True)
+            users.remove_user("student")
 
 
 def _course_release(tmp_path: Path, solve: bool) -> Path:

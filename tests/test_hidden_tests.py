@@ -1,8 +1,8 @@
 """Kit tests of the autograder's hidden test content (autograder/judge/hidden, autograder/worker/probes).
 
-Probes run in-process against the reference package `assignment` through a fake Context that passes arguments and
-replies through a plain-data check (what the real worker protocol allows), so each hidden test can be run exactly as
-the judge runs it. The samplers' chi-square design is checked for power against the classic bugs, and a misnamed
+Probes run in-process against the reference package `assignment` through a fake Context that passes requests and
+replies through the worker protocol's own encoding (as `InProcessContext` does), so each hidden test can be run exactly
+as the judge runs it. The samplers' chi-square design is checked for power against the classic bugs, and a misnamed
 sublayer gets a message that names it; deliberately broken implementations live in the one mutant catalog
 (`autograder/qa/mutants/`, run by tests/test_mutants.py).
 """
@@ -25,21 +25,6 @@ from autograder.recording.record import build_fixtures
 
 SEED = 1234
 TEST_IDS = {t.id for t in ALL_TESTS}
-
-
-def plain(value: Any, where: str = "value") -> Any:
-    """Check that `value` is plain data the protocol can carry, converting tuples to lists as JSON would."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, np.ndarray):
-        assert value.dtype.kind in "biuf", f"{where}: array dtype {value.dtype} cannot be sent"
-        return value.copy()
-    if isinstance(value, (list, tuple)):
-        return [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        assert all(isinstance(k, str) for k in value), f"{where}: dict keys must be strings"
-        return {k: plain(v, f"{where}.{k}") for k, v in value.items()}
-    raise AssertionError(f"{where}: {type(value).__name__} is not plain data")
 
 
 class Submission:

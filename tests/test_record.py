@@ -21,6 +21,7 @@ from autograder.recording.record import (
     record_test,
     use_worker_kernels,
 )
+from autograder.worker.protocol import ProtocolError
 
 SEED = 97
 ROWS, VOCAB = 3, 6
@@ -133,3 +134,21 @@ def test_recording_refuses_other_kernels_once_tensorflow_is_imported(monkeypatch
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
     with pytest.raises(RecordingError, match="TF_ENABLE_ONEDNN_OPTS=0"):
         use_worker_kernels()
+
+
+def test_in_process_values_make_the_worker_protocol_round_trip() -> None:
+    """What an in-process probe call receives and returns is what the protocol delivers: tuples become lists, numpy
+    scalars Python numbers, and a value the protocol refuses (an object array, a non-string key, nesting past its
+    depth limit) fails the test as it would fail in the worker."""
+    value = inprocess.plain({"pair": (1, np.float32(2.5)), "ids": np.arange(3, dtype=np.int32)})
+    assert value["pair"] == [1, 2.5] and type(value["pair"][1]) is float
+    assert value["ids"].dtype == np.int32 and value["ids"].tolist() == [0, 1, 2]
+    deep: list = []
+    for _ in range(70):
+        deep = [deep]
+    for refused in (np.array([object()]), {1: "one"}, deep):
+        with pytest.raises(ProtocolError):
+            inprocess.plain(refused)
+    ctx = inprocess.InProcessContext({}, inprocess.REFERENCE)
+    with pytest.raises(TestFailure, match="nested too deeply"):
+        ctx.call("call", module="samplers", function="greedy", args=[deep])

@@ -1,9 +1,10 @@
 """Tests of part 3 (assignment/samplers.py): filters, greedy, seeded sampling and generation.
 
-Kept sets are checked on hand-made logits (the reasoning is in the comments) and against brute-force numpy
-definitions of the handout's rules; sampled frequencies are checked with a chi-square goodness-of-fit test against
-numpy softmax distributions; generation runs on small fake models whose next token is a known function of the
-tokens they were fed, so the expected output can be worked out by hand.
+Kept sets are checked on hand-made logits (the reasoning is in the comments) and against the numpy definitions of the
+handout's rules that the judge records its expected values with (`autograder/judge/hidden/oracles.py`); sampled
+frequencies are checked with a chi-square goodness-of-fit test against those oracles' distributions; generation runs
+on small fake models whose next token is a known function of the tokens they were fed, so the expected output can be
+worked out by hand.
 """
 
 from __future__ import annotations
@@ -18,33 +19,13 @@ import tensorflow as tf
 from scipy import stats
 
 from assignment import samplers
+from autograder.judge.hidden.oracles import mass_strictly_above, sampling_distribution, softmax, top_k_kept, top_p_kept
 
 NEG_INF = -np.inf
 
 
 def kept(filtered) -> list[list[bool]]:
     return np.isfinite(np.asarray(filtered)).tolist()
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - np.max(x, axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
-def brute_top_k(logits: np.ndarray, k: int) -> np.ndarray:
-    """The handout's top-k rule token by token: keep i iff fewer than k tokens have a strictly larger logit."""
-    return np.array([[np.sum(row > x) < k for x in row] for row in logits])
-
-
-def brute_top_p(logits: np.ndarray, p: float) -> np.ndarray:
-    """The handout's top-p rule token by token, in float64: keep i iff the mass strictly above p_i is < p."""
-    probs = softmax(logits.astype(np.float64))
-    return np.array([[row[row > q].sum() < p for q in row] for row in probs])
-
-
-def mass_strictly_above(logits: np.ndarray) -> np.ndarray:
-    probs = softmax(logits.astype(np.float64))
-    return np.array([[row[row > q].sum() for q in row] for row in probs])
 
 
 # ------------------------------------------------------------------------------------------------ greedy, temperature
@@ -101,7 +82,7 @@ def test_top_k_filters_each_row_of_a_batch_on_its_own():
     rng = np.random.default_rng(0)
     logits = (rng.integers(-4, 5, (64, 9)) * 0.5).astype(np.float32)  # a coarse grid: many ties
     for k in (1, 2, 4, 8, 9, 12):
-        assert kept(samplers.top_k_filter(logits, k)) == brute_top_k(logits, k).tolist()
+        assert kept(samplers.top_k_filter(logits, k)) == top_k_kept(logits, k).tolist()
 
 
 # ------------------------------------------------------------------------------------------------ top-p
@@ -154,24 +135,13 @@ def test_top_p_matches_the_brute_force_rule_on_batches_with_ties():
         safe = np.min(np.abs(mass_strictly_above(logits) - p), axis=1) > 1e-5
         assert safe.sum() > 150
         got = np.isfinite(samplers.top_p_filter(logits, p).numpy())
-        np.testing.assert_array_equal(got[safe], brute_top_p(logits, p)[safe])
+        np.testing.assert_array_equal(got[safe], top_p_kept(logits, p)[safe])
 
 
 # ------------------------------------------------------------------------------------------------ sampling law
 ALPHA = 1e-3  # a correct sampler fails one comparison with probability ALPHA (seeds are fixed, so the run is stable)
 NUM_DRAWS = 20_000
 DRAW_LOGITS = np.array([1.2, 0.4, -0.3, 2.0, 0.9, -1.5, 0.0, 0.4], np.float32)
-
-
-def expected_distribution(logits, temperature=1.0, top_k=None, top_p=None) -> np.ndarray:
-    """numpy law of sample(): divide by the temperature, keep top-k then top-p (brute force), renormalise."""
-    x = logits.astype(np.float64)[None] / temperature
-    keep = np.ones_like(x, dtype=bool)
-    if top_k is not None:
-        keep &= brute_top_k(x, top_k)
-    if top_p is not None:
-        keep &= brute_top_p(np.where(keep, x, -np.inf), top_p)
-    return softmax(np.where(keep, x, -np.inf))[0]
 
 
 def chi_square_p_value(ids: np.ndarray, probs: np.ndarray) -> float:
@@ -208,7 +178,7 @@ def draw(seed: int, **settings) -> np.ndarray:
     ],
 )
 def test_sample_follows_the_filtered_softmax(settings):
-    probs = expected_distribution(DRAW_LOGITS, **settings)
+    probs = sampling_distribution(DRAW_LOGITS, **settings)
     assert chi_square_p_value(draw(seed=11, **settings), probs) > ALPHA
 
 
@@ -414,13 +384,13 @@ def test_autograder_probes_accept_the_reference():
     reply = probe("greedy", logits=grid)
     assert reply["greedy"].tolist() == [0, 2] and reply["sample_t0"].tolist() == [0, 2]
     filtered = probe("filter", kind="top_k", logits=grid, values=[1, 3])["filtered"]
-    assert np.isfinite(filtered).tolist() == brute_top_k(grid[:1], 1).tolist() + brute_top_k(grid[1:], 3).tolist()
+    assert np.isfinite(filtered).tolist() == top_k_kept(grid[:1], 1).tolist() + top_k_kept(grid[1:], 3).tolist()
     filtered = probe("filter_batch", kind="top_p", logits=grid, value=0.5)["filtered"]
-    assert np.isfinite(filtered).tolist() == brute_top_p(grid, 0.5).tolist()
+    assert np.isfinite(filtered).tolist() == top_p_kept(grid, 0.5).tolist()
     np.testing.assert_allclose(probe("filter", kind="temperature", logits=grid, values=[0.5, 2.0])["filtered"],
                                grid / np.array([[0.5], [2.0]]), rtol=1e-6)
     ids = probe("draw", logits=DRAW_LOGITS, num_samples=100, seed=3, temperature=0.8, top_k=4, top_p=0.9)["ids"]
-    assert ids.shape == (100,) and set(ids.tolist()) <= set(np.flatnonzero(brute_top_k(DRAW_LOGITS[None], 4)[0]))
+    assert ids.shape == (100,) and set(ids.tolist()) <= set(np.flatnonzero(top_k_kept(DRAW_LOGITS[None], 4)[0]))
     errors = probe("invalid_arguments")
     assert {case: error for case, error in errors.items() if case.startswith("valid: ")} == {
         "valid: sample with temperature, top_k and top_p": None

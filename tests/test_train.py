@@ -1,9 +1,10 @@
 """Tests of part 5 (assignment/train.py: loss, train step, evaluation, schedule, checkpoint policy) and of the given
 code that runs it: the training loop and its batches (loop.py), the progress line (console.py).
 
-The oracles are independent of train.py: numpy log-softmax for the loss, Keras's own loss and a separate GradientTape
-for the train step, hand-computed SGD updates for clipping, hand-computed schedule values, and for checkpoints the
-weights and counters of the objects that were saved. Every model is tiny and built here, so only train.py is tested.
+The oracles are independent of train.py: numpy log-softmax for the loss (the judge's `oracles.sequence_loss`), Keras's
+own loss and a separate GradientTape for the train step, hand-computed SGD updates for clipping, hand-computed schedule
+values, and for checkpoints the weights and counters of the objects that were saved. Every model is tiny and built
+here, so only train.py is tested.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 import tensorflow as tf
 
 from assignment import console, loop, runs, train
+from autograder.judge.hidden import oracles
 
 V = 7
 
@@ -54,14 +56,6 @@ def batch(seed: int = 0, b: int = 4, t: int = 5) -> tuple[np.ndarray, np.ndarray
     return ids[:, :-1], ids[:, 1:]
 
 
-def numpy_loss(labels: np.ndarray, logits: np.ndarray) -> float:
-    """-mean log softmax(logits)[label], with a max-shifted log-sum-exp in float64."""
-    x = np.asarray(logits, np.float64)
-    log_probs = x - x.max(-1, keepdims=True)
-    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
-    return float(-np.take_along_axis(log_probs, labels[..., None].astype(np.int64), -1).mean())
-
-
 def weights(model: keras.Model) -> list[np.ndarray]:
     return [np.array(v) for v in model.weights]
 
@@ -74,7 +68,7 @@ def test_sequence_loss_is_the_mean_negative_log_softmax_of_the_labels(shape):
     labels = rng.integers(0, shape[-1], shape[:-1]).astype(np.int32)
     loss = train.sequence_loss(labels, logits)
     assert loss.shape == () and loss.dtype == tf.float32
-    np.testing.assert_allclose(float(loss), numpy_loss(labels, logits), rtol=1e-6)
+    np.testing.assert_allclose(float(loss), oracles.sequence_loss(labels, logits), rtol=1e-6)
 
 
 def test_sequence_loss_of_a_certain_prediction_is_zero_and_of_uniform_logits_is_log_v():
@@ -168,13 +162,13 @@ def test_evaluate_weights_every_token_once_including_a_partial_last_batch():
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)  # batches of 4, 4 and 2 windows
     logits = np.array(model(x))
     result = train.evaluate(model, dataset)
-    expected = numpy_loss(y, logits)
+    expected = oracles.sequence_loss(y, logits)
     assert result["loss"] == pytest.approx(expected, rel=1e-6)
     assert result["perplexity"] == pytest.approx(math.exp(expected), rel=1e-5)
-    batch_means = np.mean([numpy_loss(y[i : i + 4], logits[i : i + 4]) for i in (0, 4, 8)])
+    batch_means = np.mean([oracles.sequence_loss(y[i : i + 4], logits[i : i + 4]) for i in (0, 4, 8)])
     assert abs(batch_means - expected) > 1e-4  # the case really tells the two weightings apart
     first = train.evaluate(model, dataset, max_batches=1)
-    assert first["loss"] == pytest.approx(numpy_loss(y[:4], logits[:4]), rel=1e-6)
+    assert first["loss"] == pytest.approx(oracles.sequence_loss(y[:4], logits[:4]), rel=1e-6)
 
 
 def test_evaluate_refuses_bad_max_batches():

@@ -1,6 +1,6 @@
-"""Part 4 reference: mask, attention and positions against numpy formulas, the attention layer and the block against
-Keras's own layers with copied weights, the language model against a numpy/Keras composition, causality, tying, the
-key/value cache against full recomputation, gradients, dropout and argument checks."""
+"""Part 4 reference: mask, attention and positions against the judge's numpy oracles, the attention layer and the block
+against Keras's own layers with copied weights, the language model against a numpy/Keras composition, causality, tying,
+the key/value cache against full recomputation, gradients, dropout and argument checks."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from assignment.transformer import (  # noqa: E402
     split_heads,
     update_cache,
 )
+from autograder.judge.hidden import oracles  # noqa: E402
 
 CONFIG = {"vocab_size": 19, "context_length": 10, "d_model": 16, "num_heads": 4, "num_layers": 2}
 
@@ -44,30 +45,6 @@ def randomize(layer: keras.layers.Layer, rng: np.random.Generator, scale: float 
 
 
 # ---------------------------------------------------------------------------------------------------- oracles
-def np_softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def np_attention(q, k, v, mask=None):
-    """The handout's formula in float64; masked scores are excluded (weight exactly 0)."""
-    scores = np.einsum("...qd,...kd->...qk", q.astype(np.float64), k.astype(np.float64)) / np.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = np.where(mask, scores, -np.inf)
-    weights = np_softmax(scores)
-    return weights @ v.astype(np.float64), weights
-
-
-def np_positional_encoding(length: int, d_model: int) -> np.ndarray:
-    """The handout's formula, one entry at a time: dims 2i (sin) and 2i + 1 (cos) share the angle of dim 2i."""
-    pe = np.zeros((length, d_model))
-    for pos in range(length):
-        for dim in range(d_model):
-            angle = pos / 10000 ** ((dim - dim % 2) / d_model)
-            pe[pos, dim] = np.sin(angle) if dim % 2 == 0 else np.cos(angle)
-    return pe
-
-
 def np_layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
     return (x - mean) / np.sqrt(var + eps) * gamma + beta
@@ -117,7 +94,7 @@ def test_attention_matches_the_formula_with_a_broadcast_causal_mask():
     q, k, v = (rng.normal(0, 1.5, s).astype(np.float32) for s in ((2, 3, 6, 4), (2, 3, 6, 4), (2, 3, 6, 5)))
     mask = np.tril(np.ones((6, 6), dtype=bool))
     output, weights = scaled_dot_product_attention(q, k, v, tf.constant(mask))
-    expected_output, expected_weights = np_attention(q, k, v, mask)
+    expected_output, expected_weights = oracles.attention(q, k, v, mask)
     assert output.shape == (2, 3, 6, 5) and weights.shape == (2, 3, 6, 6)
     np.testing.assert_allclose(weights, expected_weights, atol=1e-6)
     np.testing.assert_allclose(output, expected_output, atol=1e-5)
@@ -130,13 +107,13 @@ def test_attention_without_mask_and_with_more_keys_than_queries():
     q, k, v = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 7, 4)), rng.normal(size=(2, 7, 3))
     q, k, v = (a.astype(np.float32) for a in (q, k, v))
     output, weights = scaled_dot_product_attention(q, k, v)
-    expected_output, expected_weights = np_attention(q, k, v)
+    expected_output, expected_weights = oracles.attention(q, k, v, None)
     np.testing.assert_allclose(weights, expected_weights, atol=1e-6)
     np.testing.assert_allclose(output, expected_output, atol=1e-5)
     # An offset mask as used with a cache of 4 positions: query t sees keys 0 .. 4 + t.
     mask = np.arange(7)[None, :] <= np.arange(3)[:, None] + 4
     output, weights = scaled_dot_product_attention(q, k, v, mask)
-    np.testing.assert_allclose(output, np_attention(q, k, v, mask)[0], atol=1e-5)
+    np.testing.assert_allclose(output, oracles.attention(q, k, v, mask)[0], atol=1e-5)
     assert np.all(weights.numpy()[:, ~mask] == 0.0)
 
 
@@ -156,7 +133,7 @@ def test_attention_with_one_visible_key_copies_its_value():
 def test_positional_encoding_matches_the_formula(length, d_model):
     pe = positional_encoding(length, d_model)
     assert pe.dtype == tf.float32 and pe.shape == (length, d_model)
-    np.testing.assert_allclose(pe, np_positional_encoding(length, d_model), atol=1e-6)
+    np.testing.assert_allclose(pe, oracles.positional_encoding(length, d_model), atol=1e-6)
 
 
 @pytest.mark.parametrize("length, d_model", [(-1, 4), (4, 0), (4, 2.0)])
@@ -269,7 +246,7 @@ def test_model_forward_equals_embedding_blocks_norm_and_tied_output():
     randomize(model, rng)
     tokens = rng.integers(0, CONFIG["vocab_size"], (2, 7)).astype(np.int32)
     table = model.token_embedding.embeddings.numpy()
-    h = table[tokens] + np_positional_encoding(7, CONFIG["d_model"])
+    h = table[tokens] + oracles.positional_encoding(7, CONFIG["d_model"])
     for block in model.blocks:
         h = block_oracle(block, h.astype(np.float32))
     h = np_layer_norm(h, model.final_norm.gamma.numpy(), model.final_norm.beta.numpy())
@@ -515,10 +492,11 @@ def test_autograder_probes_run_on_the_reference():
     masks = [call(sub, module="transformer", function="causal_mask", args=[n])["value"] for n in (1, 3)]
     assert [m.tolist() for m in masks] == [[[True]], np.tril(np.ones((3, 3), bool)).tolist()]
     q, k, v = (rng.normal(size=(2, 4, 3)).astype(np.float32) for _ in range(3))
-    reply = probes.attention(sub, q=q, k=k, v=v, mask=np.tril(np.ones((4, 4), bool)))
-    np.testing.assert_allclose(reply["output"], np_attention(q, k, v, np.tril(np.ones((4, 4), bool)))[0], atol=1e-5)
+    mask = np.tril(np.ones((4, 4), bool))
+    reply = probes.attention(sub, q=q, k=k, v=v, mask=mask)
+    np.testing.assert_allclose(reply["output"], oracles.attention(q, k, v, mask)[0], atol=1e-5)
     np.testing.assert_allclose(call(sub, module="transformer", function="positional_encoding", args=[5, 6])["value"],
-                               np_positional_encoding(5, 6), atol=1e-6)
+                               oracles.positional_encoding(5, 6), atol=1e-6)
     layer = MultiHeadSelfAttention(8, 2)
     layer(tf.zeros([1, 1, 8]))
     randomize(layer, rng)

@@ -22,15 +22,8 @@ from autograder import parts as parts_table
 from autograder.judge import fixture_files
 from autograder.judge.context import HiddenValues
 from autograder.judge.registry import ALL_TESTS, HiddenTest, Scaled, TestFailure
-from autograder.judge.runner import (
-    Limits,
-    Sandbox,
-    Worker,
-    WorkerStartError,
-    find_package_dir,
-    hold_worker_user,
-    resolve_user,
-)
+from autograder.judge.runner import Limits, Sandbox, Worker, WorkerStartError, find_package_dir
+from autograder.judge.users import hold_worker_user, resolve_user
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FIXTURES = ROOT / "dist" / "fixtures"

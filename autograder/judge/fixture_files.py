@@ -1,13 +1,16 @@
 """Fixture files: `fixtures.npz` (every array) and `fixtures.json` (every other value, plus the build's metadata).
 
 Written at build time by `python -m autograder fixtures` (which runs `autograder.recording.record.build_fixtures` with
-the reference solution and TensorFlow); read by the judge with numpy and json only (`allow_pickle=False`).
+the reference solution and TensorFlow); read by the judge with numpy and json only (`allow_pickle=False`). `ensure` runs
+that command when `grade` or `grade-all` finds no fixtures.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +20,7 @@ import numpy as np
 
 ARRAYS = "fixtures.npz"
 VALUES = "fixtures.json"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def save(fixtures: dict[str, Any], out_dir: Path, seed: int, parts: Sequence[str]) -> None:
@@ -50,3 +54,15 @@ def load(fixtures_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def exists(fixtures_dir: Path) -> bool:
     return (fixtures_dir / VALUES).is_file() and (fixtures_dir / ARRAYS).is_file()
+
+
+def ensure(fixtures_dir: Path, parts: Sequence[str] | None) -> None:
+    """Build fixtures in `fixtures_dir` when none exist yet, with a random seed, in a subprocess
+    (`python -m autograder fixtures`, which imports TensorFlow and the reference; the judge does not)."""
+    if exists(fixtures_dir):
+        return
+    print(f"no fixtures in {fixtures_dir}: building them with a random seed ...", file=sys.stderr)
+    command = [sys.executable, "-m", "autograder", "fixtures", "--out", str(fixtures_dir)]
+    if parts:
+        command += ["--parts", *[p for p in parts if p != "audit"]]
+    subprocess.run(command, cwd=ROOT, check=True)

@@ -1,4 +1,5 @@
-"""Judge side of the worker: sandbox directory, process start with limits and privilege drop, calls with timeouts.
+"""Judge side of the worker: sandbox directory, process start with limits and privilege drop (to a user of
+`autograder.judge.users`), calls with timeouts.
 
 The sandbox (a fresh temporary directory) holds
 
@@ -14,26 +15,23 @@ judge keeps (autograder/ sources, fixtures, results) lives outside the sandbox w
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import pwd
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autograder import parts
 from autograder.judge.registry import TestFailure
+from autograder.judge.users import WorkerUser, sweep_user
 from autograder.worker.protocol import Channel, ChannelClosed, ChannelTimeout, ProtocolError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -109,95 +107,6 @@ def find_package_dir(submission_dir: Path) -> Path | None:
     candidates = [d for d in sorted(submission_dir.iterdir()) if d.is_dir() and not d.is_symlink()
                   and not d.name.startswith((".", "__MACOSX")) and has_modules(d)]
     return candidates[0] if len(candidates) == 1 else None
-
-
-@dataclass
-class WorkerUser:
-    uid: int
-    gid: int
-    name: str
-    dedicated: bool
-    """True when no other process runs as this user, so all of its processes may be killed."""
-
-
-def resolve_user(spec: str | None, python: str | None = None) -> WorkerUser | None:
-    """The user the worker runs as: None (same user) unless the judge is root.
-
-    spec: "auto" (root: the user `student` when it exists and can run the grading interpreter `python`, else no
-    privilege drop), a user name (required to exist), or "" / "none" (no privilege drop).
-    """
-    if os.geteuid() != 0 or spec in ("", "none", None):
-        return None
-    name = "student" if spec == "auto" else spec
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        if spec == "auto":
-            return None
-        raise RuntimeError(f"the worker user {name!r} does not exist (create it in setup.sh)") from None
-    user = WorkerUser(entry.pw_uid, entry.pw_gid, name, dedicated=name != "nobody")
-    if spec == "auto" and not can_run(user, python or sys.executable):
-        return None
-    return user
-
-
-def can_run(user: WorkerUser, python: str) -> bool:
-    """Whether `user` can start the interpreter `python` and import numpy (not when it lives in root's home)."""
-    try:
-        return subprocess.run([python, "-c", "import numpy"], user=user.uid, group=user.gid, extra_groups=[],
-                              cwd="/", env={"PATH": "/usr/bin:/bin"}, capture_output=True,
-                              timeout=120).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-def sweep_user(user: WorkerUser | None, python: str | None = None) -> None:
-    """Kill every process of the dedicated worker user (escaped children, fork bombs, a worker left behind by a judge
-    that was killed). Only call it while holding the user (`hold_worker_user`)."""
-    if user is None or not user.dedicated:
-        return
-    try:
-        subprocess.run([python or sys.executable, "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"],
-                       user=user.uid, group=user.gid, extra_groups=[], env={"PATH": "/usr/bin:/bin"},
-                       cwd="/", check=False, timeout=30, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        pass
-
-
-def _lock_directory() -> Path:
-    """A directory only the judge's user can write, for the worker-user locks."""
-    directory = Path(tempfile.gettempdir()) / f"lmkit-worker-locks-{os.geteuid()}"
-    with contextlib.suppress(FileExistsError):
-        directory.mkdir(mode=0o700)
-    info = directory.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-        raise RuntimeError(f"{directory} must be a directory of user {os.geteuid()} with mode 700")
-    return directory
-
-
-@contextlib.contextmanager
-def hold_worker_user(user: WorkerUser | None, log: Callable[[str], None] = lambda line: None) -> Iterator[None]:
-    """Hold `user` for one grading (an exclusive lock; a second grading with the same user waits for the first).
-
-    After a crash a grading kills every process of its worker user, so two gradings that share a user would kill each
-    other's workers. `grade-all --jobs N` gives each job its own user; this lock makes any other overlap safe. The
-    user's leftover processes are swept once the lock is held.
-    """
-    if user is None or not user.dedicated:
-        yield
-        return
-    fd = os.open(_lock_directory() / f"{user.name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another grading that uses the worker user {user.name} ...")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        sweep_user(user)
-        yield
-    finally:
-        os.close(fd)
 
 
 class Sandbox:

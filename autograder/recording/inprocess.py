@@ -1,10 +1,11 @@
 """Run hidden tests in this process against a submission package (one TensorFlow import for many submissions).
 
 The judge normally sends every probe call to a sandboxed worker process. Here `InProcessContext.call` runs the probe
-directly, after passing its arguments and reply through a JSON-like plain-data check, so a test sees exactly what it
-would see from the worker. This is how the fixtures are recorded (`autograder.recording.record`) and the fast path of
-`selfcheck` and of the kill-matrix tests; it trusts the submission (use it for the reference, its mutants and the
-alternatives, never for student code).
+directly, after a round trip of the request and of the reply through the worker protocol's own encoding
+(`autograder.worker.protocol`, with its size and nesting limits), so a test sees exactly what it would see from the
+worker. This is how the fixtures are recorded (`autograder.recording.record`) and the fast path of `selfcheck` and of
+the kill-matrix tests; it trusts the submission (use it for the reference, its mutants and the alternatives, never for
+student code).
 """
 
 from __future__ import annotations
@@ -18,31 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from autograder.judge.context import HiddenValues
+from autograder.worker import protocol
 
 SEED = 1234
 """Fixture seed of the in-process runs (any seed works: the fixtures are checked against the reference at build)."""
 
 
 def plain(value: Any) -> Any:
-    """A deep copy of `value` as the worker protocol carries it (tuples become lists); TypeError if it cannot."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            raise TypeError(f"array of dtype {value.dtype} is not plain data")
-        return value.copy()
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise TypeError("dict keys must be strings")
-        return {k: plain(v) for k, v in value.items()}
-    raise TypeError(f"{type(value).__name__} is not plain data")
+    """`value` as the other end of the worker protocol receives it: a round trip through the protocol's own `encode`
+    and `decode_payload` (tuples become lists, numpy scalars Python numbers, arrays fresh copies), with its size and
+    nesting limits; ProtocolError when the protocol cannot carry it."""
+    frame = protocol.encode(value)
+    protocol.payload_length(frame[: protocol.PREFIX.size])
+    return protocol.decode_payload(frame[protocol.PREFIX.size :])
 
 
 class ReferenceSubmission:
@@ -76,9 +66,10 @@ class InProcessContext(HiddenValues):
         from autograder.worker import probes  # noqa: F401 - registers every probe
         from autograder.worker.probes.registry import PROBES
 
-        try:
-            reply = PROBES[probe](self.submission, **plain(kwargs))
-            return plain(reply)
+        try:  # the request and the reply travel as the judge and the worker frame them
+            request = plain({"probe": probe, "kwargs": kwargs})
+            reply = PROBES[probe](self.submission, **request["kwargs"])
+            return plain({"ok": True, "value": reply})["value"]
         except Exception as exc:  # noqa: BLE001 - as in the worker, any error of the submission fails the test
             raise TestFailure(f"{type(exc).__name__}: {exc}") from exc
 
