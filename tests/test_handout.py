@@ -147,3 +147,19 @@ def test_grading_limits_in_the_handout_are_the_autograders():
     from autograder.judge.runner import Limits
 
     assert f"may hold {Limits().memory_mb} MB of its own" in " ".join(HANDOUT.split())
+
+
+@pytest.mark.parametrize("name", ["all", "classic", "no-recurrent", "hw1", "hw2", "hw3"])
+def test_each_course_handout_holds_its_parts_renumbered_and_its_points(name):
+    from autograder.course import load
+    from autograder.parts import BY_KEY
+    from tools import make_handout
+
+    course = load(name)
+    text = make_handout.render(HANDOUT, course, ["submit.py"])
+    headings = re.findall(r"^## Part (\d+): (.+?) \(", text, flags=re.M)
+    assert headings == [(str(i), BY_KEY[key].title) for i, key in enumerate(course.parts, start=1)]
+    rows = dict(re.findall(r"^\| `(\w+)` \| [^|]+ \| ([\d.]+) \|$", text, flags=re.M))
+    assert {k: float(v) for k, v in rows.items()} == course.points
+    assert "<!-- if" not in text and "<!-- end if" not in text
+    assert text.startswith(f"# {course.title}\n")

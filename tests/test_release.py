@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from assignment import submit
+from autograder.course import load as load_course
 from tools import make_release, make_stencil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,10 +63,13 @@ def test_release_contains_exactly_what_the_handout_lists(release):
     assert stencil == sorted(p.as_posix() for p in make_stencil.source_files(ROOT / "assignment"))
     public = sorted(n for n in names if n.startswith(f"{top}/public_tests/"))
     assert public == sorted(f"{top}/public_tests/{p.name}" for p in (ROOT / "public_tests").glob("*.py"))
-    for name in names:  # byte-identical copies of the repository files
+    for name in names:  # byte-identical copies of the repository files, the handout without its course markers
         source = ROOT / name[len(top) + 1 :]
-        if "splits" not in name and not name.endswith("/requirements.txt"):
+        if "splits" not in name and not name.endswith(("/requirements.txt", "/handout.md")):
             assert zipfile.ZipFile(release).read(name) == source.read_bytes(), name
+    handout = zipfile.ZipFile(release).read(f"{top}/handout.md").decode("utf-8")
+    course_markers = ("<!-- if ", "<!-- end if")
+    assert handout == "".join(line for line in HANDOUT.splitlines(keepends=True) if not line.startswith(course_markers))
 
 
 def test_release_requirements_are_the_kits_without_its_development_tools(release):
@@ -105,8 +109,9 @@ def test_submit_zips_the_modules_at_the_root_and_lists_open_parts(tmp_path):
     assert archive.namelist() == names == list(submit.REQUIRED_FILES)
     for name in names:
         assert archive.read(name) == (ROOT / "stencil" / name).read_bytes()
-    parts = {m.part for m in make_stencil.collect_markers(ROOT / "assignment")}
-    assert submit.open_parts(ROOT / "stencil") == sorted(parts)
+    course = load_course()  # the stencil's: every part, numbered in the table's order
+    parts = {course.number(m.part) for m in make_stencil.collect_markers(ROOT / "assignment")}
+    assert submit.open_parts(ROOT / "stencil") == sorted(parts) == list(range(1, len(course.parts) + 1))
     assert submit.open_parts(ROOT / "assignment") == []
 
 
