@@ -201,11 +201,20 @@ def test_sys_exit_at_import_fails_that_module_only(tmp_path: Path, fixtures_dir:
 
 
 def test_os_exit_at_import_blocks_the_module_and_grading_goes_on(tmp_path: Path, fixtures_dir: Path) -> None:
+    submission = fake_submission(tmp_path, GOOD_WINDOWS, **{"samplers.py": "import os\nos._exit(4)\n"})
+    results = judge.grade(submission, ["preprocess", "samplers"], fixtures_dir=fixtures_dir, worker_user=None)
+    assert result_of(results, WINDOWS)["status"] == "passed"  # preprocess is unaffected by the bad samplers.py
+    assert results["extra_data"]["worker"]["blocked_modules"] == ["samplers"]
+    assert "samplers.py could not be imported: the worker exited with status 4" in results["output"]
+    assert all(t["status"] == "failed" for t in results["tests"] if t["name"].startswith("samplers:"))
+
+
+def test_the_worker_imports_only_the_modules_the_graded_sections_see(tmp_path: Path, fixtures_dir: Path) -> None:
+    """A course's submission has the modules of its parts only: a module no graded section sees is not imported."""
     submission = fake_submission(tmp_path, GOOD_WINDOWS, **{"rnn.py": "import os\nos._exit(4)\n"})
     results = grade_preprocess(submission, fixtures_dir)
-    assert result_of(results, WINDOWS)["status"] == "passed"  # preprocess is unaffected by the bad rnn.py
-    assert results["extra_data"]["worker"]["blocked_modules"] == ["rnn"]
-    assert "rnn.py could not be imported: the worker exited with status 4" in results["output"]
+    assert result_of(results, WINDOWS)["status"] == "passed"
+    assert results["extra_data"]["worker"]["blocked_modules"] == [] and "rnn.py" not in results["output"]
 
 
 def test_infinite_loop_times_out_and_the_worker_restarts(tmp_path: Path, fixtures_dir: Path) -> None:

@@ -278,7 +278,7 @@ def test_language_model_config_round_trip(kind):
 def probes():
     pytest.importorskip("autograder.worker.probes.registry")
     inprocess = pytest.importorskip("autograder.recording.inprocess")
-    from autograder.worker.probes import rnn as probes
+    from autograder.worker.probes import recurrent as probes
 
     return probes, inprocess.REFERENCE
 
