@@ -10,6 +10,7 @@ plain-data check. Fixtures are built once per part for the whole module.
 from __future__ import annotations
 
 import ast
+import difflib
 import textwrap
 from collections.abc import Callable
 
@@ -90,6 +91,47 @@ def test_edits_apply_to_the_reference_and_compile(candidate, tmp_path) -> None:
         assert source != (REFERENCE_DIR / f"{module}.py").read_text(encoding="utf-8"), (candidate.id, module)
         compile(source, module, "exec")
     assert sorted(p.name for p in directory.glob("*.py")) == sorted(p.name for p in REFERENCE_DIR.glob("*.py"))
+
+
+def test_no_mutant_replaces_a_whole_function() -> None:
+    assert not [m.id for m in MUTANTS if any(e.replacement is not None for e in m.edits)]
+    rewrite = Edit("samplers", "greedy", replacement="def greedy(logits):\n    return 0\n")
+    with pytest.raises(MutantError, match="may not replace"):
+        Mutant("greedy-zero", "greedy returns 0", rewrite)
+
+
+def _changed_lines(before: str, after: str) -> tuple[list[str], list[str]]:
+    """The lines of `before` that a line diff against `after` removes, and the lines of `after` that it adds."""
+    old, new = before.splitlines(), after.splitlines()
+    changes = [op for op in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes() if op[0] != "equal"]
+    removed = [line for _, i1, i2, _, _ in changes for line in old[i1:i2]]
+    added = [line for _, _, _, j1, j2 in changes for line in new[j1:j2]]
+    return removed, added
+
+
+def _holds_a_line_of(line: str, texts: list[str]) -> bool:
+    """Whether `line` contains a non-blank line of one of `texts` (a patch text may start or end mid-line)."""
+    return any(part.strip() and part.strip() in line for text in texts for part in text.splitlines())
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.id)
+def test_mutant_changes_only_the_lines_of_its_patches(mutant: Mutant) -> None:
+    """A line diff of the edited module against the reference shows the patches and nothing else: each removed line
+    holds a line of an old text, each added line a line of a new text (or is a removed line with an old text cut out
+    of it), and there are no more of them than those texts have lines."""
+    for module in {e.module for e in mutant.edits}:
+        reference = (REFERENCE_DIR / f"{module}.py").read_text(encoding="utf-8")
+        edited = reference
+        for edit in (e for e in mutant.edits if e.module == module):
+            edited = edit.apply(edited)
+        patches = [pair for e in mutant.edits if e.module == module for pair in e.patch]
+        olds, news = [old for old, _ in patches], [new for _, new in patches]
+        removed, added = _changed_lines(reference, edited)
+        cut_lines = {line.replace(old, new) for line in removed for old, new in patches if old in line}
+        assert all(_holds_a_line_of(line, olds) for line in removed), (removed, olds)
+        assert all(_holds_a_line_of(line, news) or line in cut_lines for line in added), (added, news)
+        assert len(removed) <= sum(len(old.splitlines()) for old in olds), removed
+        assert len(added) <= sum(max(len(new.splitlines()), 1) for new in news), added
 
 
 def test_an_edit_changes_only_its_function() -> None:

@@ -3,9 +3,10 @@ the alternative correct solutions (`autograder.recording.alternatives`, which al
 
 An `Edit` changes one function or method of one reference module, either by a small text patch inside that function
 (`patch`: (old, new) pairs, each `old` occurring exactly once in the function's source) or by replacing the whole
-definition (`replacement`: the new `def` source, any indentation). The change is located with `ast` in a copy of the
-module's source, so the rest of the file stays byte for byte the reference. `write_submission` writes the reference's
-modules with edits applied as a submission directory; `PackageSubmission` imports one in this process.
+definition (`replacement`: the new `def` source, any indentation; alternatives and adversarial submissions only, since a
+mutant must differ from the reference by its bug alone). The change is located with `ast` in a copy of the module's
+source, so the rest of the file stays byte for byte the reference. `write_submission` writes the reference's modules
+with edits applied as a submission directory; `PackageSubmission` imports one in this process.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ MODULE_PARTS = {module: sections_seeing(module) for module in MODULES}
 
 
 class MutantError(ValueError):
-    """A mutant or alternative that no longer applies to the reference (target or patch text not found)."""
+    """A malformed mutant or alternative, or one that no longer applies to the reference (target or patch text not
+    found)."""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Catalog of realistic student bugs ("mutants") of the reference solution.
 
 A mutant is one or more `Edit`s of the reference (`autograder.recording.edits`, the machinery it shares with the
-alternative correct solutions): a small text patch inside one function or a whole new definition. Each mutant names the
-hidden tests expected to catch it by their ids ("<part>.<name>"); `selfcheck` and `tests/test_mutants.py` check that it
-fails at least one, and that every graded test is named by some mutant.
+alternative correct solutions), each a small text patch inside one function: a mutant differs from the reference by its
+bug alone, so the tests that fail it fail because of that bug. Whole new definitions (`Edit.replacement`) are for the
+alternative correct solutions only; a mutant with one is refused. Each mutant names the hidden tests expected to catch
+it by their ids ("<part>.<name>"); `selfcheck` and `tests/test_mutants.py` check that it fails at least one, that every
+graded test is named by some mutant, and that its edits change no line of the reference outside their patches.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ class Mutant:
     Attributes:
         id: short unique identifier, e.g. "lstm-gate-order".
         description: one line saying what the student got wrong.
-        edit: the change to the reference, or a tuple of changes when the same mistake appears in several functions
-            (e.g. `call` and `step` of one model).
+        edit: the change to the reference (a `patch` edit), or a tuple of them when the same mistake appears in
+            several functions (e.g. `call` and `step` of one model).
         tests: ids of the hidden tests expected to fail (at least one must).
     """
 
@@ -36,6 +38,11 @@ class Mutant:
     description: str
     edit: Edit | tuple[Edit, ...]
     tests: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        replaced = [e.target for e in self.edits if e.replacement is not None]
+        if replaced:
+            raise MutantError(f"{self.id}: a mutant patches the reference; it may not replace {', '.join(replaced)}")
 
     @property
     def edits(self) -> tuple[Edit, ...]:

@@ -17,50 +17,36 @@ SAVE_LOAD = "preprocess.bpe_save_load"
 INVALID = "preprocess.invalid_inputs"
 BPE_DECODE_INVALID = "preprocess.bpe_decode_invalid"
 
-_NAIVE_TRAIN = '''
-@classmethod
-def train(cls, text, vocab_size):
-    if vocab_size < 256:
-        raise ValueError(f"vocab_size must be >= 256, got {vocab_size!r}")
-    chunk_counts = Counter(pretokenize(text))
-    words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
-    freqs = list(chunk_counts.values())
-    merges = []
-    while 256 + len(merges) < vocab_size:
-        counts = Counter()
-        for ids, freq in zip(words, freqs):
-            for pair in zip(ids, ids[1:]):
-                counts[pair] += {weight}
-        if not counts:
-            break
-        best = {choice}
-        merges.append(best)
-        words = [merge_pair(ids, best, 255 + len(merges)) for ids in words]
-    return cls(merges)
-'''
+BATCH = "batch(batch_size, drop_remainder=drop_remainder)"
+HEAP_POP = ("            negative_count, best = heapq.heappop(heap)\n"
+            "            if pair_counts.get(best, 0) != -negative_count:\n"
+            "                continue  # stale entry: the count changed since it was pushed\n")
 
 
-def _naive_train(choice: str, weight: str = "freq") -> str:
-    return _NAIVE_TRAIN.replace("{choice}", choice).replace("{weight}", weight)
+def _pick_best(choice: str) -> tuple[tuple[str, str], ...]:
+    """A patch of BPETokenizer.train that picks each merge with `choice` over pair_counts instead of the heap."""
+    return (("while 256 + len(merges) < vocab_size and heap:", "while 256 + len(merges) < vocab_size and pair_counts:"),
+            (HEAP_POP, f"            best = {choice}\n"))
 
 
 MUTANTS = [
     Mutant(
         "bpe-tie-largest-pair",
         "BPE training breaks count ties by the largest pair instead of the smallest",
-        Edit(M, "BPETokenizer.train", replacement=_naive_train("max(counts, key=lambda p: (counts[p], p))")),
+        Edit(M, "BPETokenizer.train", patch=_pick_best("max(pair_counts, key=lambda p: (pair_counts[p], p))")),
         (BPE_MERGES,),
     ),
     Mutant(
         "bpe-tie-first-seen",
         "BPE training takes Counter.most_common(1), so ties go to the pair seen first in the text",
-        Edit(M, "BPETokenizer.train", replacement=_naive_train("counts.most_common(1)[0][0]")),
+        Edit(M, "BPETokenizer.train", patch=_pick_best("pair_counts.most_common(1)[0][0]")),
         (BPE_MERGES,),
     ),
     Mutant(
         "bpe-unweighted-counts",
         "BPE pair counts ignore how often each chunk occurs (each distinct chunk counted once)",
-        Edit(M, "BPETokenizer.train", replacement=_naive_train("min(counts, key=lambda p: (-counts[p], p))", "1")),
+        Edit(M, "BPETokenizer.train",
+             patch=(("freqs = list(chunk_counts.values())", "freqs = [1] * len(chunk_counts)"),)),
         (BPE_MERGES,),
     ),
     Mutant(
@@ -180,31 +166,23 @@ MUTANTS = [
     Mutant(
         "dataset-labels-shuffled-separately",
         "make_dataset shuffles inputs and labels as two datasets, so label rows no longer match their inputs",
-        Edit(M, "make_dataset", replacement='''
-            def make_dataset(inputs, labels, batch_size, shuffle=True, seed=0, drop_remainder=True):
-                inputs, labels = np.asarray(inputs, np.int32), np.asarray(labels, np.int32)
-                xs = tf.data.Dataset.from_tensor_slices(inputs)
-                ys = tf.data.Dataset.from_tensor_slices(labels)
-                if shuffle:
-                    xs = xs.shuffle(len(inputs), seed=seed)
-                    ys = ys.shuffle(len(inputs), seed=seed + 1)
-                dataset = tf.data.Dataset.zip((xs, ys))
-                return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-        '''),
+        Edit(M, "make_dataset", patch=(
+            ("dataset = tf.data.Dataset.from_tensor_slices((inputs, labels))",
+             "xs, ys = tf.data.Dataset.from_tensor_slices(inputs), tf.data.Dataset.from_tensor_slices(labels)"),
+            ("        dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)\n",
+             "        xs = xs.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)\n"
+             "        ys = ys.shuffle(len(inputs), seed=seed + 1, reshuffle_each_iteration=True)\n"
+             "    dataset = tf.data.Dataset.zip((xs, ys))\n"),
+        )),
         (SHUFFLE,),
     ),
     Mutant(
         "dataset-shuffle-after-batch",
         "make_dataset batches before shuffling, so it shuffles whole batches and windows never change batch",
-        Edit(M, "make_dataset", replacement='''
-            def make_dataset(inputs, labels, batch_size, shuffle=True, seed=0, drop_remainder=True):
-                inputs, labels = np.asarray(inputs, np.int32), np.asarray(labels, np.int32)
-                dataset = tf.data.Dataset.from_tensor_slices((inputs, labels))
-                dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-                if shuffle:
-                    dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
-                return dataset.prefetch(tf.data.AUTOTUNE)
-        '''),
+        Edit(M, "make_dataset", patch=(
+            ("from_tensor_slices((inputs, labels))", f"from_tensor_slices((inputs, labels)).{BATCH}"),
+            (f"return dataset.{BATCH}.prefetch", "return dataset.prefetch"),
+        )),
         (SHUFFLE,),
     ),
     Mutant(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
-
 from autograder.qa.mutants import Edit, Mutant
 
 M = "samplers"
@@ -23,26 +21,8 @@ COMBINED = "samplers.top_k_top_p"
 COMPILED = "samplers.compiled_filters"
 SEEDS = "samplers.generate_seeds"
 
-_TOP_P = """
-def top_p_filter(logits, p):
-    logits = _check_logits(logits)
-    _check_p(p)
-    if p == 1.0:
-        return logits
-    order = tf.argsort(logits, axis=-1, direction="DESCENDING", stable=True)
-    sorted_probs = tf.gather(tf.nn.softmax(logits, axis=-1), order, batch_dims=1)
-    mass_before = {mass}{tail}
-"""
-_TOP_P_TAIL = """
-    sorted_logits = tf.gather(logits, order, batch_dims=1)
-    threshold = tf.reduce_min(tf.where(mass_before < p, sorted_logits, np.inf), axis=-1, keepdims=True)
-    return tf.where(logits >= threshold, logits, -np.inf)"""
-
-
-def _top_p(mass: str, tail: str = _TOP_P_TAIL) -> str:
-    """A top_p_filter over logits sorted by decreasing value, with `mass` as the mass before each sorted token."""
-    return _TOP_P.replace("{mass}", mass).replace("{tail}", textwrap.dedent(tail).replace("\n", "\n    "))
-
+MASS_BEFORE = "mass_before = tf.cumsum(tf.nn.softmax(sorted_logits, axis=-1), axis=-1, exclusive=True)"
+KEEP_ABOVE_THRESHOLD = "return tf.where(logits >= threshold, logits, -np.inf)"
 
 MUTANTS = [
     Mutant(
@@ -69,7 +49,7 @@ MUTANTS = [
     Mutant(
         "temperature-ignored-in-sample",
         "sample never applies the temperature (only uses it to detect greedy)",
-        Edit(M, "sample", patch=(("logits = apply_temperature(logits, temperature)\n", "\n"),)),
+        Edit(M, "sample", patch=(("    logits = apply_temperature(logits, temperature)\n", ""),)),
         (TEMPERATURE_LAW,),
     ),
     Mutant(
@@ -95,48 +75,43 @@ MUTANTS = [
     Mutant(
         "top-k-ties-dropped",
         "top_k_filter keeps exactly the k indices of tf.math.top_k, dropping tokens tied with the k-th",
-        Edit(M, "top_k_filter", replacement='''
-            def top_k_filter(logits, k):
-                logits = _check_logits(logits)
-                _check_k(k)
-                k = min(int(k), int(logits.shape[-1]))
-                indices = tf.math.top_k(logits, k=k).indices
-                keep = tf.reduce_any(tf.one_hot(indices, tf.shape(logits)[-1], on_value=True, off_value=False), axis=1)
-                return tf.where(keep, logits, -np.inf)
-        '''),
+        Edit(M, "top_k_filter", patch=((
+            "kth_largest = tf.math.top_k(logits, k=k).values[:, -1:]\n"
+            "    return tf.where(logits >= kth_largest, logits, -np.inf)",
+            "indices = tf.math.top_k(logits, k=k).indices\n"
+            "    keep = tf.reduce_max(tf.one_hot(indices, tf.shape(logits)[-1]), axis=1) > 0\n"
+            "    return tf.where(keep, logits, -np.inf)"),)),
         (TOP_K,),
     ),
     Mutant(
         "top-p-drops-crossing-token",
         "top_p_filter keeps only the tokens whose cumulative mass, themselves included, is < p",
-        Edit(M, "top_p_filter", replacement=_top_p("tf.cumsum(sorted_probs, axis=-1)")),
+        Edit(M, "top_p_filter", patch=((MASS_BEFORE, MASS_BEFORE.replace(", exclusive=True", "")),)),
         (TOP_P, TOP_P_LAW),
     ),
     Mutant(
         "top-p-one-past-crossing",
         "top_p_filter keeps one token too many (the one after the token that crosses p)",
-        Edit(M, "top_p_filter", replacement=_top_p(
-            "tf.pad(tf.cumsum(sorted_probs, axis=-1, exclusive=True)[:, :-1], [[0, 0], [1, 0]])")),
+        Edit(M, "top_p_filter", patch=((
+            MASS_BEFORE, f"{MASS_BEFORE}\n    mass_before = tf.pad(mass_before[:, :-1], [[0, 0], [1, 0]])"),)),
         (TOP_P, TOP_P_LAW),
     ),
     Mutant(
         "top-p-ties-split",
         "top_p_filter keeps a prefix of the sorted tokens, so tied tokens can be split at the boundary",
-        Edit(M, "top_p_filter", replacement=_top_p("tf.cumsum(sorted_probs, axis=-1, exclusive=True)", """
-                keep_sorted = mass_before < p
-                rows = tf.repeat(tf.range(tf.shape(order)[0]), tf.shape(order)[1])
-                keep = tf.scatter_nd(tf.stack([rows, tf.reshape(order, [-1])], axis=1),
-                                     tf.reshape(tf.cast(keep_sorted, tf.int32), [-1]), tf.shape(logits))
-                return tf.where(keep > 0, logits, -np.inf)""")),
+        Edit(M, "top_p_filter", patch=((
+            "threshold = tf.reduce_min(tf.where(mass_before < p, sorted_logits, np.inf), axis=-1, keepdims=True)\n"
+            f"    {KEEP_ABOVE_THRESHOLD}",
+            'order = tf.argsort(logits, axis=-1, direction="DESCENDING", stable=True)\n'
+            "    keep = tf.gather(mass_before < p, tf.argsort(order, axis=-1), batch_dims=1)\n"
+            "    return tf.where(keep, logits, -np.inf)"),)),
         (TOP_P,),
     ),
     Mutant(
         "top-p-left-sorted",
         "top_p_filter returns the filtered logits in sorted order instead of the vocabulary order",
-        Edit(M, "top_p_filter", replacement=_top_p("tf.cumsum(sorted_probs, axis=-1, exclusive=True)", """
-                sorted_logits = tf.gather(logits, order, batch_dims=1)
-                threshold = tf.reduce_min(tf.where(mass_before < p, sorted_logits, np.inf), axis=-1, keepdims=True)
-                return tf.where(sorted_logits >= threshold, sorted_logits, -np.inf)""")),
+        Edit(M, "top_p_filter", patch=((KEEP_ABOVE_THRESHOLD,
+                                        "return tf.where(sorted_logits >= threshold, sorted_logits, -np.inf)"),)),
         (TOP_P, TOP_P_LAW),
     ),
     Mutant(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
-
 from autograder.qa.mutants import Edit, Mutant
 
 M = "train"
@@ -21,145 +19,87 @@ DTYPES = "train.step_dtypes"
 RESTORE_CLOCK = "train.restore_clock"
 BEST_NUMBER = "train.best_checkpoint_number"
 
-_TRAIN_STEP = '''
-def train_step(model, optimizer, inputs, labels, clip_norm=None):
-    {tape}
-    variables = model.trainable_variables
-    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
-    grad_norm = tf.linalg.global_norm(grads)
-    {clip}
-    {apply}
-    return {"loss": loss, "grad_norm": grad_norm}
-'''
-_TAPE = "with tf.GradientTape() as tape:\n        loss = sequence_loss(labels, model(inputs, training=True))"
-_CLIP = "if clip_norm is not None:\n        grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=grad_norm)"
-_APPLY = "optimizer.apply_gradients(zip(grads, variables))"
-
-
-def _train_step(tape: str = _TAPE, clip: str = _CLIP, apply: str = _APPLY) -> str:
-    return _TRAIN_STEP.replace("{tape}", tape).replace("{clip}", clip).replace("{apply}", apply)
-
-
-_EVALUATE = '''
-def evaluate(model, dataset, max_batches=None):
-    if max_batches is not None:
-        dataset = dataset.take(int(max_batches))
-    {body}
-'''
-
-
-def _evaluate(body: str) -> str:
-    return _EVALUATE.replace("{body}", textwrap.dedent(body).strip().replace("\n", "\n    "))
-
+MEAN_LOSS = "return tf.reduce_mean(losses)"
+FORWARD = "loss = sequence_loss(labels, model(inputs, training=True))"
+CLIPPING = "grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=grad_norm)"
+APPLY = "optimizer.apply_gradients(zip(grads, variables, strict=True))"
+SAVE_DUE = "return due_by_steps or due_by_time"
 
 MUTANTS = [
     Mutant(
         "loss-on-probabilities",
         "sequence_loss applies the softmax first and then the from-logits cross-entropy (a double softmax)",
-        Edit(M, "sequence_loss", replacement='''
-            def sequence_loss(labels, logits):
-                probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=probs)
-                return tf.reduce_mean(losses)
-        '''),
+        Edit(M, "sequence_loss", patch=(("logits=logits)", "logits=tf.nn.softmax(logits))"),)),
         (LOSS,),
     ),
     Mutant(
         "loss-mean-over-time-summed-over-batch",
         "sequence_loss averages over time but sums over the batch",
-        Edit(M, "sequence_loss", replacement='''
-            def sequence_loss(labels, logits):
-                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32),
-                                                                        logits=tf.cast(logits, tf.float32))
-                return tf.reduce_sum(tf.reduce_mean(losses, axis=1))
-        '''),
+        Edit(M, "sequence_loss", patch=((MEAN_LOSS, "return tf.reduce_sum(tf.reduce_mean(losses, axis=1))"),)),
         (LOSS,),
     ),
     Mutant(
         "loss-summed",
         "sequence_loss sums the per-token losses instead of averaging them",
-        Edit(M, "sequence_loss", replacement='''
-            def sequence_loss(labels, logits):
-                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32),
-                                                                        logits=tf.cast(logits, tf.float32))
-                return tf.reduce_sum(losses)
-        '''),
+        Edit(M, "sequence_loss", patch=((MEAN_LOSS, "return tf.reduce_sum(losses)"),)),
         (LOSS,),
     ),
     Mutant(
         "perplexity-base-2",
         "perplexity is 2 ** loss although the loss is in nats",
-        Edit(M, "perplexity", replacement='''
-            def perplexity(loss):
-                return tf.pow(2.0, tf.cast(loss, tf.float32))
-        '''),
+        Edit(M, "perplexity", patch=(("return tf.exp(loss)", "return tf.pow(2.0, loss)"),)),
         (LOSS, EVALUATE),
     ),
     Mutant(
         "train-step-no-update",
         "train_step computes the gradients but never applies them",
-        Edit(M, "train_step", replacement=_train_step(apply="pass")),
+        Edit(M, "train_step", patch=((f"    {APPLY}\n", ""),)),
         (STEP,),
     ),
     Mutant(
         "train-step-loss-outside-tape",
         "train_step computes the loss outside the GradientTape, so there are no gradients",
-        Edit(M, "train_step", replacement=_train_step(tape=(
-            "loss = sequence_loss(labels, model(inputs, training=True))\n"
-            "    with tf.GradientTape() as tape:\n        pass"))),
+        Edit(M, "train_step", patch=((f"with tf.GradientTape() as tape:\n        {FORWARD}",
+                                      f"{FORWARD}\n    with tf.GradientTape() as tape:\n        pass"),)),
         (STEP, CLIP),
     ),
     Mutant(
         "train-step-norm-after-clipping",
         "train_step reports the global norm of the clipped gradients instead of the norm before clipping",
-        Edit(M, "train_step", replacement=_train_step(clip=(
-            "if clip_norm is not None:\n"
-            "        grads, _ = tf.clip_by_global_norm(grads, clip_norm)\n"
-            "        grad_norm = tf.linalg.global_norm(grads)"))),
+        Edit(M, "train_step", patch=((CLIPPING, f"{CLIPPING}\n        grad_norm = tf.linalg.global_norm(grads)"),)),
         (CLIP,),
     ),
     Mutant(
         "train-step-clip-per-variable",
         "train_step clips every gradient to clip_norm on its own instead of clipping their global norm",
-        Edit(M, "train_step", replacement=_train_step(clip=(
-            "if clip_norm is not None:\n"
-            "        grads = [tf.clip_by_norm(g, clip_norm) for g in grads]"))),
+        Edit(M, "train_step", patch=((CLIPPING, "grads = [tf.clip_by_norm(g, clip_norm) for g in grads]"),)),
         (CLIP,),
     ),
     Mutant(
         "train-step-clip-ignored",
         "train_step never clips the gradients",
-        Edit(M, "train_step", replacement=_train_step(clip="pass")),
+        Edit(M, "train_step", patch=((f"    if clip_norm is not None:\n        {CLIPPING}\n", ""),)),
         (CLIP,),
     ),
     Mutant(
         "train-step-gradient-ascent",
         "train_step applies the negated gradients (a sign error)",
-        Edit(M, "train_step",
-             replacement=_train_step(apply="optimizer.apply_gradients(zip([-g for g in grads], variables))")),
+        Edit(M, "train_step", patch=((APPLY, APPLY.replace("zip(grads,", "zip([-g for g in grads],")),)),
         (STEP,),
     ),
     Mutant(
         "evaluate-mean-of-batch-means",
         "evaluate averages the batch losses, so the smaller last batch weighs as much as a full one",
-        Edit(M, "evaluate", replacement=_evaluate('''
-            losses = [float(sequence_loss(y, model(x, training=False))) for x, y in dataset]
-            loss = sum(losses) / len(losses)
-            return {"loss": loss, "perplexity": float(perplexity(loss))}
-        ''')),
+        Edit(M, "evaluate", patch=(
+            ("total += float(tf.reduce_sum(", "total += float(tf.reduce_mean("),
+            ("count += int(tf.size(losses))", "count += 1"),
+        )),
         (EVALUATE,),
     ),
     Mutant(
         "evaluate-perplexity-of-sum",
         "evaluate reports exp of the summed loss as the perplexity",
-        Edit(M, "evaluate", replacement=_evaluate('''
-            total, count = 0.0, 0
-            for x, y in dataset:
-                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=model(x, training=False))
-                total += float(tf.reduce_sum(losses))
-                count += int(tf.size(losses))
-            return {"loss": total / count, "perplexity": float(perplexity(total))}
-        ''')),
+        Edit(M, "evaluate", patch=(("float(perplexity(loss))", "float(perplexity(total))"),)),
         (EVALUATE,),
     ),
     Mutant(
@@ -171,61 +111,38 @@ MUTANTS = [
     Mutant(
         "checkpoint-every-step",
         "should_save is always true, so a checkpoint is written on every step",
-        Edit(M, "CheckpointPolicy.should_save", replacement='''
-            def should_save(self, step):
-                return True
-        '''),
+        Edit(M, "CheckpointPolicy.should_save", patch=((SAVE_DUE, "return True"),)),
         (SCHEDULE,),
     ),
     Mutant(
         "checkpoint-time-ignored",
         "should_save only counts steps and never saves because checkpoint_minutes have passed",
-        Edit(M, "CheckpointPolicy.should_save", replacement='''
-            def should_save(self, step):
-                return step % self.checkpoint_every == 0
-        '''),
+        Edit(M, "CheckpointPolicy.should_save", patch=((SAVE_DUE, "return due_by_steps"),)),
         (SCHEDULE,),
     ),
     Mutant(
         "best-saved-every-time",
         "save_best saves a 'best' checkpoint on every evaluation, whether or not the loss improved",
-        Edit(M, "CheckpointPolicy.save_best", replacement='''
-            def save_best(self, valid_loss):
-                self.best_loss.assign(min(float(valid_loss), float(self.best_loss.numpy())))
-                self.best_manager.save(checkpoint_number=int(self.step.numpy()))
-                return True
-        '''),
+        Edit(M, "CheckpointPolicy.save_best", patch=((
+            "        if not valid_loss < float(self.best_loss.numpy()):  # also False for NaN\n"
+            "            return False\n", ""),)),
         (BEST,),
     ),
     Mutant(
         "resume-model-only",
         "restore reloads only the model's weights: the optimizer state, the step and the data position restart",
-        Edit(M, "CheckpointPolicy.restore", replacement='''
-            def restore(self):
-                latest = self.manager.latest_checkpoint
-                if latest is None:
-                    return 0
-                self.model(tf.zeros([1, 1], tf.int32))
-                tf.train.Checkpoint(model=self.model).restore(latest).expect_partial()
-                self.last_save_time = self.clock()
-                return 0
-        '''),
+        Edit(M, "CheckpointPolicy.restore", patch=((
+            "self.checkpoint.restore(latest).assert_existing_objects_matched()",
+            "tf.train.Checkpoint(model=self.model).restore(latest).expect_partial()"),)),
         (RESTORE,),
     ),
     Mutant(
         "resume-optimizer-not-built",
         "restore does not build the optimizer first: restore() returns without the Adam moments (TF defers them "
         "to the optimizer's first build, which needs the checkpoint file still on disk)",
-        Edit(M, "CheckpointPolicy.restore", replacement='''
-            def restore(self):
-                latest = self.manager.latest_checkpoint
-                if latest is None:
-                    return 0
-                self.model(tf.zeros([1, 1], tf.int32))
-                self.checkpoint.restore(latest).expect_partial()
-                self.last_save_time = self.clock()
-                return int(self.step.numpy())
-        '''),
+        Edit(M, "CheckpointPolicy.restore", patch=((
+            "        if not self.optimizer.built:\n            self.optimizer.build(self.model.trainable_variables)\n",
+            ""),)),
         (RESTORE,),
     ),
     Mutant(
@@ -247,10 +164,11 @@ MUTANTS = [
     Mutant(
         "train-step-variables-before-forward",
         "train_step reads model.trainable_variables before the forward pass: empty on a model never called before",
-        Edit(M, "train_step", replacement=_train_step(
-            tape="variables = model.trainable_variables\n    with tf.GradientTape() as tape:\n"
-                 "        loss = sequence_loss(labels, model(inputs, training=True))").replace(
-            "    variables = model.trainable_variables\n    grads", "    grads")),
+        Edit(M, "train_step", patch=(
+            ("    variables = model.trainable_variables\n", ""),
+            ("    with tf.GradientTape() as tape:\n",
+             "    variables = model.trainable_variables\n    with tf.GradientTape() as tape:\n"),
+        )),
         (FRESH,),
     ),
     Mutant(

@@ -30,21 +30,7 @@ STEP_LOGITS = 'tf.einsum("btd,vd->btv", self.final_norm(h), self.token_embedding
 EMBED_POSITIONS = "h = self.token_embedding(tokens) + self.positions(0, tf.shape(tokens)[1])"
 STEP_POSITIONS = "h = self.token_embedding(tokens) + self.positions(start, tf.shape(tokens)[1])"
 
-_ENCODING = """
-def positional_encoding(length, d_model):
-    position = tf.range(length, dtype=tf.float64)[:, None]
-    even_dims = tf.range(0, d_model, 2, dtype=tf.float64)[None, :]
-    angle = position / tf.pow(tf.constant(10000.0, tf.float64), {exponent})
-    pairs = {pairs}
-    return tf.cast(tf.reshape(pairs, [length, -1])[:, :d_model], tf.float32)
-"""
-
-
-def _encoding(pairs: str = "tf.stack([tf.sin(angle), tf.cos(angle)], axis=-1)",
-              exponent: str = "even_dims / d_model") -> str:
-    """A positional_encoding that computes sin/cos `pairs` of the angles pos / 10000^`exponent`."""
-    return _ENCODING.replace("{pairs}", pairs).replace("{exponent}", exponent)
-
+PAIRS = "tf.stack([tf.sin(angle), tf.cos(angle)], axis=-1)"
 
 MUTANTS = [
     Mutant(
@@ -111,19 +97,19 @@ MUTANTS = [
     Mutant(
         "pe-sin-cos-swapped",
         "positional_encoding puts cos on the even dimensions and sin on the odd ones",
-        Edit(M, "positional_encoding", replacement=_encoding("tf.stack([tf.cos(angle), tf.sin(angle)], axis=-1)")),
+        Edit(M, "positional_encoding", patch=((PAIRS, "tf.stack([tf.cos(angle), tf.sin(angle)], axis=-1)"),)),
         (POSITIONS,),
     ),
     Mutant(
         "pe-not-interleaved",
         "positional_encoding concatenates all sines then all cosines instead of interleaving them",
-        Edit(M, "positional_encoding", replacement=_encoding("tf.concat([tf.sin(angle), tf.cos(angle)], axis=-1)")),
+        Edit(M, "positional_encoding", patch=((PAIRS, "tf.concat([tf.sin(angle), tf.cos(angle)], axis=-1)"),)),
         (POSITIONS,),
     ),
     Mutant(
         "pe-exponent-i",
         "positional_encoding uses 10000^(i / d_model) instead of 10000^(2i / d_model)",
-        Edit(M, "positional_encoding", replacement=_encoding(exponent="even_dims / 2 / d_model")),
+        Edit(M, "positional_encoding", patch=(("even_dims / d_model)", "even_dims / 2 / d_model)"),)),
         (POSITIONS,),
     ),
     Mutant(
@@ -144,15 +130,13 @@ MUTANTS = [
     Mutant(
         "post-layer-norm",
         "the block normalises after each residual sum (post-LN) instead of before each branch (pre-LN)",
-        Edit(M, "TransformerBlock.call", replacement='''
-            def call(self, x, cache=None, start=0, training=False):
-                attended = self.attention(x, cache=cache, start=start, training=training)
-                if cache is not None:
-                    attended, cache = attended
-                x = self.norm1(x + self.dropout(attended, training=training))
-                x = self.norm2(x + self.dropout(self.mlp_output(self.mlp_hidden(x)), training=training))
-                return x if cache is None else (x, cache)
-        '''),
+        Edit(M, "TransformerBlock.call", patch=(
+            ("self.attention(self.norm1(x),", "self.attention(x,"),
+            ("x = x + self.dropout(attended, training=training)",
+             "x = self.norm1(x + self.dropout(attended, training=training))"),
+            ("x = x + self.dropout(self.mlp_output(self.mlp_hidden(self.norm2(x))), training=training)",
+             "x = self.norm2(x + self.dropout(self.mlp_output(self.mlp_hidden(x)), training=training))"),
+        )),
         (MODEL_ORACLE,),
     ),
     Mutant(
@@ -165,7 +149,7 @@ MUTANTS = [
     Mutant(
         "final-norm-missing",
         "the model skips the final LayerNorm before the output layer (in call and in step)",
-        (Edit(M, "TransformerLanguageModel.call", patch=(("h = self.final_norm(h)\n", "\n"),)),
+        (Edit(M, "TransformerLanguageModel.call", patch=(("        h = self.final_norm(h)\n", ""),)),
          Edit(M, "TransformerLanguageModel.cached_forward", patch=(("self.final_norm(h)", "h"),))),
         (MODEL_ORACLE,),
     ),
