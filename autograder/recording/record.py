@@ -7,8 +7,8 @@ The test then runs, on exactly those values, against every guard: each alternati
 fails, the values are drawn again (the test's generator is seeded by the fixture seed, the test id and the attempt, so
 a build is reproducible), up to `MAX_ATTEMPTS` draws; then the build stops with every failure's message. So a course's
 fresh fixture seed cannot give expected values, or hidden inputs, that a correct solution written another way does not
-meet (float32 ties, for one, can fall differently for two correct top-p filters). The tests of `UNRECORDED` parts run in an
-empty submission directory instead, only to draw their hidden values: they fail there, once those are declared.
+meet (float32 ties, for one, can fall differently for two correct top-p filters). The tests of `UNRECORDED` parts run
+in an empty submission directory instead, only to draw their hidden values: they fail there, once those are declared.
 
 Recording must use the worker's kernels (`KERNEL_ENVIRONMENT`, set before TensorFlow is imported), or the values it
 checks are not the ones a graded submission computes.
