@@ -4,6 +4,7 @@ on batches of the token stream, and logs to TensorBoard.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,7 +87,8 @@ def fit(
     (`log_dir/train`); every `eval_every` steps and at the end, `evaluate` on `valid` (its first `eval_batches`
     batches) goes to `log_dir/valid`, together with a text sample `sample(step)` when given, and `policy.save_best`
     keeps the best model. `policy.maybe_save` runs after every step, `policy.save` at the end. `progress` (a
-    `console.Progress`, when given) shows every step's values on the console.
+    `console.Progress`, when given) shows every step's values on the console; each evaluation (with its sample and
+    best checkpoint) runs inside `progress.untimed()`, so the progress line's ms/step leaves evaluation time out.
 
     `stop` (such as a `console.StopRequest`) is called after every step, once the step is complete (logged,
     evaluated, saved when due); when it returns True, fit saves a checkpoint of that step, unless it has just saved
@@ -112,13 +114,14 @@ def fit(
                                                        "learning_rate": learning_rate, "grad_norm": shown[1][1]})
             evaluated = valid is not None and (step % eval_every == 0 or step == steps)
             if evaluated:
-                result = train.evaluate(model, valid, max_batches=eval_batches)
-                results.update(valid_loss=result["loss"], valid_perplexity=result["perplexity"])
-                _scalars(writers.get("valid"), step, {"loss": result["loss"], "perplexity": result["perplexity"]})
-                policy.save_best(result["loss"])
-                if sample is not None and "valid" in writers:
-                    with writers["valid"].as_default(step=step):
-                        tf.summary.text("sample", sample(step))
+                with progress.untimed() if progress is not None else contextlib.nullcontext():
+                    result = train.evaluate(model, valid, max_batches=eval_batches)
+                    results.update(valid_loss=result["loss"], valid_perplexity=result["perplexity"])
+                    _scalars(writers.get("valid"), step, {"loss": result["loss"], "perplexity": result["perplexity"]})
+                    policy.save_best(result["loss"])
+                    if sample is not None and "valid" in writers:
+                        with writers["valid"].as_default(step=step):
+                            tf.summary.text("sample", sample(step))
                 shown.append(("valid_loss", result["loss"]))
             if step == steps:
                 saved = policy.save(step)

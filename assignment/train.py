@@ -184,15 +184,16 @@ class CheckpointPolicy:
 
     A `tf.train.CheckpointManager` over (model, optimizer, step, iterator, and the random state of the model's dropout
     layers) in `directory` keeps the last `max_to_keep` checkpoints; `maybe_save` writes one every `checkpoint_every`
-    steps and whenever `checkpoint_minutes` have passed since the last save. A second manager keeps the single best
-    checkpoint by validation loss (model, step and the loss itself) in `directory/best`, so the best value survives a
-    restart.
+    steps and whenever `checkpoint_minutes` have passed since `last_save_time` (the save clock). A second manager keeps
+    the single best checkpoint by validation loss (model, step and the loss itself) in `directory/best`, so the best
+    value survives a restart.
 
     Attributes:
         step: int64 tf.Variable, the number of training steps done (saved with every checkpoint).
         best_loss: float64 tf.Variable, the lowest validation loss saved so far (inf before the first).
         manager, best_manager: the two tf.train.CheckpointManager.
-        last_save_time: `clock()` at the last save (or at construction / restore).
+        last_save_time: the save clock: `clock()` at construction, at every `save` (`maybe_save`'s included) and at
+            every `restore` that loads a checkpoint; `save_best` does not reset it.
     """
 
     def __init__(
@@ -234,7 +235,8 @@ class CheckpointPolicy:
     def should_save(self, step: int) -> bool:
         """True when `step` is a multiple of `checkpoint_every` (0 included), or when at least `checkpoint_minutes`
         minutes (60 * checkpoint_minutes seconds of `self.clock`, the boundary included) have passed since
-        `self.last_save_time`."""
+        `self.last_save_time`, the save clock: `clock()` at construction, at every `save` (`maybe_save`'s included)
+        and at every `restore` that loads a checkpoint; `save_best` does not reset it."""
         # BEGIN SOLUTION (part train): Save on every checkpoint_every-th step, or when checkpoint_minutes have passed.
         due_by_steps = step % self.checkpoint_every == 0
         due_by_time = self.clock() - self.last_save_time >= 60.0 * self.checkpoint_minutes
@@ -242,7 +244,8 @@ class CheckpointPolicy:
         # END SOLUTION
 
     def save(self, step: int) -> str:
-        """Write a checkpoint numbered `step` now; returns its path prefix."""
+        """Write a checkpoint numbered `step` now and reset the save clock (`last_save_time`); returns its path
+        prefix."""
         check_checkpointable(self.model)
         path = self.manager.save(checkpoint_number=int(step))
         self.last_save_time = self.clock()
@@ -254,7 +257,7 @@ class CheckpointPolicy:
 
     def save_best(self, valid_loss: float) -> bool:
         """Save to `directory/best`, numbered by `self.step`, when `valid_loss` is lower than `best_loss` (and record
-        it); True if it saved."""
+        it); True if it saved. It does not reset the save clock (`last_save_time`): only `save` and `restore` do."""
         valid_loss = float(valid_loss)
         # BEGIN SOLUTION (part train): Only on a strict improvement: assign best_loss, save with best_manager at self.step.
         if not valid_loss < float(self.best_loss.numpy()):  # also False for NaN
@@ -271,7 +274,8 @@ class CheckpointPolicy:
         (`optimizer.build(model.trainable_variables)` unless `optimizer.built`) before restoring: then every variable
         exists when the checkpoint is read, and `assert_existing_objects_matched()` checks that each one was found in
         it (a variable created after the restore is filled later if TensorFlow still holds its value, and no check sees
-        it). Resets `last_save_time`, so the minutes until the next time-based save count from the restore.
+        it). When it loads a checkpoint, it resets the save clock (`last_save_time`), so the minutes until the next
+        time-based save count from the restore.
         """
         latest = self.manager.latest_checkpoint
         if latest is None:

@@ -1,6 +1,6 @@
 """Part 3, visible tests: greedy ties, temperature, top-k and top-p against brute force written here (on random rows
-with ties), chi-square tests of `sample` at fixed seeds, seeds, the compiled sampler, and `generate` driving a fake
-model."""
+with ties), the top-p boundary and p = 1 on improbable tokens, chi-square tests of `sample` at fixed seeds, seeds, the
+compiled sampler, and `generate` driving a fake model."""
 
 import numpy as np
 import pytest
@@ -127,9 +127,24 @@ def test_top_p_decides_ties_on_the_logits(samplers, p):
     np.testing.assert_array_equal(kept(samplers.top_p_filter(row[None, :], p))[0], expected)
 
 
+def test_top_p_boundary_keeps_the_tie_that_reaches_p(samplers):
+    # Probabilities .5, .25, .25 and 1e-9, exact in float32. At p = 0.75 the two .25 tokens are tied and the mass
+    # strictly above them is .5 < .75: both are kept, although .5 + .25 already reaches p (keeping tokens while the
+    # cumulative sum including them is <= p would keep one of the tie). The 1e-9 token has mass 1 above it: dropped.
+    row = np.log(np.array([[0.5, 0.25, 0.25, 1e-9]], np.float32))
+    expected = [[True, True, True, False]]
+    np.testing.assert_array_equal(brute_top_p(row[0], 0.75)[None], expected)
+    np.testing.assert_array_equal(kept(samplers.top_p_filter(row, 0.75)), expected)
+    np.testing.assert_array_equal(kept(samplers.top_p_filter(row[:, ::-1], 0.75)), np.array(expected)[:, ::-1])
+
+
 def test_top_p_of_one_keeps_everything(samplers):
     logits = tied_rows(1, rows=5)
     np.testing.assert_array_equal(samplers.top_p_filter(logits, 1.0), logits)
+    # Improbable tokens: in float32 the mass above them rounds to exactly 1 (the first token's probability is 1.0), so
+    # a literal `mass < p` test drops them at p = 1. The handout: p = 1 keeps everything.
+    improbable = np.array([[0.0, -30.0, -45.0, -30.0], [2.0, 1.5, -40.0, -60.0]], np.float32)
+    np.testing.assert_array_equal(samplers.top_p_filter(improbable, 1.0), improbable)
 
 
 @pytest.mark.parametrize("p", [0.0, 1.5])

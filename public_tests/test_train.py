@@ -1,6 +1,7 @@
 """Part 5, visible tests: the loss against numpy, train_step against gradients taken here (grad_norm of the dense
-gradient, SGD updates, global-norm clipping) and on a fresh model, compiled steps lowering the loss, evaluate, and the
-checkpoint policy with a fake clock (saves, restore, the best checkpoint)."""
+gradient, SGD updates, global-norm clipping) and on a fresh model, compiled steps lowering the loss, evaluate, the
+`training` flag each of them passes to the model, and the checkpoint policy with a fake clock (saves, restore, the best
+checkpoint)."""
 
 import re
 
@@ -31,15 +32,18 @@ def tokens_with_repeats(seed: int = 0, batch: int = 4, length: int = 9) -> tuple
 
 class TinyLanguageModel(keras.Model):
     """A small language model written here, so that these tests need none of yours: token embeddings [V, D], a tanh
-    layer [D, D_H] and the output layer [D_H, V], built on the first call."""
+    layer [D, D_H] and the output layer [D_H, V], built on the first call. It records the `training` argument of
+    every call in `flags`."""
 
     def __init__(self):
         super().__init__()
         self.embedding = keras.layers.Embedding(V, D)
         self.hidden = keras.layers.Dense(D_H, activation="tanh")
         self.output_layer = keras.layers.Dense(V)
+        self.flags: list = []
 
-    def call(self, tokens, training=False):
+    def call(self, tokens, training=None):
+        self.flags.append(training)
         return self.output_layer(self.hidden(self.embedding(tokens)))
 
 
@@ -47,6 +51,13 @@ def fresh_model(inputs: np.ndarray) -> TinyLanguageModel:
     keras.utils.set_random_seed(0)
     model = TinyLanguageModel()
     model(inputs)
+    return model
+
+
+def flag_recording_model(inputs: np.ndarray) -> TinyLanguageModel:
+    """A built TinyLanguageModel whose record of `training` flags is empty."""
+    model = fresh_model(inputs)
+    model.flags.clear()
     return model
 
 
@@ -134,6 +145,15 @@ def test_train_step_builds_a_fresh_model(train):
     assert all(not np.array_equal(a, v.numpy()) for a, v in zip(after, model.trainable_variables, strict=True))
 
 
+def test_train_step_calls_the_model_with_training_true(train):
+    # training=True switches dropout on (the transformer's, when --dropout > 0); without it dropout never acts.
+    inputs, labels = tokens_with_repeats(9)
+    model = flag_recording_model(inputs)
+    train.train_step(model, keras.optimizers.SGD(0.1), inputs, labels)
+    assert model.flags, "train_step did not call the model"
+    assert all(flag is True for flag in model.flags), f"train_step called the model with training={model.flags}"
+
+
 def test_compiled_train_steps_lower_the_loss(train):
     inputs, labels = tokens_with_repeats(4)
     model = fresh_model(inputs)
@@ -156,6 +176,15 @@ def test_evaluate_weights_every_token_once(train):
     np.testing.assert_allclose(first["loss"], numpy_loss(labels[:2], logits[:2]), rtol=1e-5)
     with pytest.raises(ValueError):
         train.evaluate(model, dataset.take(0))
+
+
+def test_evaluate_calls_the_model_with_training_false(train):
+    # training=False switches dropout off: evaluation measures the model that generates text.
+    inputs, labels = tokens_with_repeats(10, batch=5)
+    model = flag_recording_model(inputs)
+    train.evaluate(model, tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(2))
+    assert model.flags, "evaluate did not call the model"
+    assert all(flag is False for flag in model.flags), f"evaluate called the model with training={model.flags}"
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints

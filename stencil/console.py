@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 
 def estimate_eta(first: tuple[int, float], current: tuple[int, float], total: int) -> float | None:
@@ -42,7 +43,9 @@ class Progress:
     a new one comes (the validation loss between evaluations); otherwise (a log file, a pipe) a plain line every
     `every` steps, on the steps given `force`, and at the last one, with the values of that step. Each line shows the
     step, the values, the time per step and the estimated time left (`estimate_eta`: both leave out the first step
-    this process runs, which includes tracing).
+    this process runs, which includes tracing). The time per step (ms/step) is that of the training steps alone: the
+    time spent inside `untimed()` (`fit` runs each evaluation there) is left out of it. The estimated time left is
+    wall-clock time and counts the evaluations, since the steps still to come have theirs.
     """
 
     def __init__(self, total: int, every: int = 10, stream=None, interactive: bool | None = None,
@@ -54,6 +57,8 @@ class Progress:
             interactive = bool(isatty and isatty())
         self.interactive = interactive
         self.first: tuple[int, float] | None = None
+        self.untimed_seconds = 0.0
+        """Clock time spent inside `untimed()` since `first`, left out of the time per step."""
         self._width, self._last_write, self._open = 0, -math.inf, False
         self._shown: dict[str, float] = {}
 
@@ -64,17 +69,27 @@ class Progress:
         parts += [f"{name} {value:.2e}" if name == "lr" else f"{name} {value:.4f}" for name, value in values]
         eta = estimate_eta(self.first, (step, now), self.total) if self.first is not None else None
         if eta is not None:
-            per_step = (now - self.first[1]) / (step - self.first[0])
+            per_step = max(now - self.first[1] - self.untimed_seconds, 0.0) / (step - self.first[0])
             parts.append(f"{per_step * 1000:.0f} ms/step")
             if step < self.total:
                 parts.append(f"ETA {_duration(eta)}")
         return "  ".join(parts)
+
+    @contextlib.contextmanager
+    def untimed(self) -> Iterator[None]:
+        """Leave the clock time spent inside this block (an evaluation) out of the time per step."""
+        start = self.clock()
+        try:
+            yield
+        finally:
+            self.untimed_seconds += self.clock() - start
 
     def update(self, step: int, values: Sequence[tuple[str, float]] = (), force: bool = False) -> None:
         """Show the progress after `step` has finished."""
         now = self.clock()
         if self.first is None:
             self.first = (step, now)
+            self.untimed_seconds = 0.0  # time before `first` is not in the pace anyway
         last = step >= self.total
         if self.interactive:
             if not (last or force or now - self._last_write >= self.min_interval):

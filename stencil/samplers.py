@@ -75,7 +75,9 @@ def apply_temperature(logits: tf.Tensor, temperature: float) -> tf.Tensor:
 def top_k_filter(logits: tf.Tensor, k: int) -> tf.Tensor:
     """Keep every token whose logit is >= the k-th largest of its row, set the others to -inf: [B, V] -> [B, V].
 
-    Ties at the k-th logit are all kept (more than k tokens may survive); k >= V keeps everything.
+    The k-th largest counts tied logits with multiplicity: it is entry k of the row sorted in decreasing order,
+    repeated values included (for the row [3, 3, 1, 0] and k = 2 it is 3, so only the two 3s are kept). Ties at the
+    k-th logit are all kept (more than k tokens may survive); k >= V keeps everything.
     """
     logits = _check_logits(logits)
     _check_k(k)
@@ -91,7 +93,10 @@ def top_p_filter(logits: tf.Tensor, p: float) -> tf.Tensor:
     token is always kept, tokens of equal probability are kept or dropped together, and p = 1 keeps everything.
     Order and ties are decided on the logits (softmax is monotonic: "strictly more probable" is "strictly larger
     logit"); the probabilities are only summed. Float32 softmax can give equal logits values that differ in the last
-    bit, so comparing probabilities could split a tie.
+    bit, so comparing probabilities could split a tie. The probabilities are the softmax of `logits` as given: the
+    tokens already at -inf (dropped by top-k in `sample`) have probability 0, so top-p sums the probabilities of the
+    kept tokens renormalised. At p = 1 the logits are returned unchanged: in float32 the mass above a very improbable
+    token can round to exactly 1, and a literal `mass < p` test would then drop it.
     """
     logits = _check_logits(logits)
     _check_p(p)
@@ -110,8 +115,9 @@ def sample(
     """Draw one token per row of logits [B, V]: ids [B] int32.
 
     temperature == 0 is greedy (the filters are ignored); otherwise apply the temperature, then top-k, then top-p,
-    and draw with tf.random.stateless_categorical. `seed` is an int s (used as [s, 0]) or a shape-[2] int tensor; the
-    same seed gives the same ids. seed=None draws a fresh random seed.
+    and draw with tf.random.stateless_categorical. After top-k, top-p sums the probabilities of the kept tokens
+    renormalised (the softmax of the tempered logits that top-k left), not those of the whole row. `seed` is an int s
+    (used as [s, 0]) or a shape-[2] int tensor; the same seed gives the same ids. seed=None draws a fresh random seed.
     """
     logits = _check_logits(logits)
     _check_sampling(temperature, top_k, top_p)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -460,3 +461,45 @@ def test_progress_on_a_terminal_pads_a_shorter_line_over_the_longer_one_before_i
         progress.update(step, [("loss", 1.0)])
     second, last = "step 2/3  loss 1.0000  1000 ms/step  ETA 0:01", "step 3/3  loss 1.0000  1000 ms/step"
     assert stream.getvalue().endswith("\r" + second + "\r" + last + " " * (len(second) - len(last)) + "\n")
+
+
+def test_progress_leaves_the_untimed_blocks_out_of_the_time_per_step_but_not_out_of_the_eta():
+    clock, stream = FakeClock(), Stream(tty=False)
+    progress = console.Progress(100, every=1, stream=stream, clock=clock)
+    with progress.untimed():  # before the first step: not in the pace anyway
+        clock.now += 50.0
+    for step in (1, 2, 3):
+        clock.now += 0.1
+        if step == 3:
+            with progress.untimed():  # an evaluation of 20 s after step 3
+                clock.now += 20.0
+        progress.update(step, [("loss", 1.0)])
+    lines = stream.getvalue().splitlines()
+    assert lines[1] == "step   2/100  loss 1.0000  100 ms/step  ETA 0:10"  # 98 steps of 0.1 s
+    assert lines[2] == "step   3/100  loss 1.0000  100 ms/step  ETA 16:20"  # the evaluation's time is in the ETA
+
+
+def test_fit_shows_the_time_per_training_step_without_the_evaluations(tmp_path):
+    clock, stream = FakeClock(), Stream(tty=False)
+    ids = np.random.default_rng(5).integers(0, V, 60).astype(np.int32)
+    model, optimizer = tiny_lm(5), keras.optimizers.SGD(0.1)
+    iterator = iter(loop.training_batches(ids, context_length=4, batch_size=2, seed=0))
+
+    def batches():
+        while True:
+            clock.now += 0.1  # each training step takes 0.1 s of the fake clock
+            yield next(iterator)
+
+    def sample(step: int) -> str:
+        clock.now += 30.0  # each evaluation takes 30 s (its sample, here)
+        return f"sample at {step}"
+
+    valid = tf.data.Dataset.from_tensor_slices(batch(9, b=5)).batch(2)
+    policy = policy_for(tmp_path / "run", model, optimizer, iterator)
+    progress = console.Progress(6, every=1, stream=stream, clock=clock)
+    loop.fit(model, optimizer, policy, batches(), 6, valid, log_dir=tmp_path / "logs", eval_every=2, sample=sample,
+             progress=progress)
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[1] for line in lines] == [f"{step}/6" for step in range(1, 7)]
+    assert "valid_loss" in lines[1] and "valid_loss" not in lines[2]  # evaluations after steps 2, 4 and 6
+    assert [re.search(r"(\d+) ms/step", line).group(1) for line in lines[1:]] == ["100"] * 5

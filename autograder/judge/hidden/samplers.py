@@ -252,6 +252,42 @@ def test_top_p_kept_set(ctx) -> None:
     _compare_kept(kept, expected, "top_p_filter on a [B, V] batch (rows independent)", TOP_P_RULE)
 
 
+AT_ONE_ROWS = 6
+AT_ONE_GAP = (25.0, 45.0)
+"""How far below the row's largest logit the improbable tokens of the p = 1 rows lie."""
+
+
+def _improbable_logits(rng: np.random.Generator) -> np.ndarray:
+    """Rows [AT_ONE_ROWS, FILTER_VOCAB] of a few probable tokens (N(0, 1) logits: one in the first half of the rows,
+    2 to 4 in the others) and improbable ones, AT_ONE_GAP below the largest logit, in random positions. With one
+    probable token its float32 probability is exactly 1 (the others add up to less than 2e-10), so the mass above each
+    improbable token is 1 in float32. The expected kept set is the handout's rule for p = 1 (every token), not the
+    float64 oracle, whose sums round to 1 as well once the gap exceeds about 37."""
+    rows = []
+    for r in range(AT_ONE_ROWS):
+        probable = rng.normal(0.0, 1.0, 1 if r < AT_ONE_ROWS // 2 else int(rng.integers(2, 5)))
+        improbable = probable.max() - rng.uniform(*AT_ONE_GAP, FILTER_VOCAB - len(probable))
+        rows.append(rng.permutation(np.concatenate([probable, improbable])))
+    return np.stack(rows).astype(np.float32)
+
+
+TOP_P_AT_ONE_RULE = ("p = 1 keeps every token: return the logits unchanged (in float32 the mass above a very "
+                     "improbable token can round to exactly 1, so a literal mass < p test drops it).")
+
+
+@hidden_test("top_p_filter with p = 1 keeps every token, however improbable", PART, weight=0.5)
+def test_top_p_at_one(ctx) -> None:
+    logits = ctx.hidden("logits", lambda: _improbable_logits(ctx.rng))
+    what = "top_p_filter(logits, 1.0) on rows with very improbable tokens"
+    reply = ctx.call("samplers.filter", kind="top_p", logits=logits, values=[1.0] * len(logits))
+    kept = _kept(expect_dict(reply, ("filtered",), what)["filtered"], logits, what)
+    _compare_kept(kept, np.ones_like(kept), what, TOP_P_AT_ONE_RULE)
+    what = "top_p_filter(logits, 1.0) on a [B, V] batch with very improbable tokens"
+    reply = ctx.call("samplers.filter_batch", kind="top_p", logits=logits, value=1.0)
+    kept = _kept(expect_dict(reply, ("filtered",), what)["filtered"], logits, what)
+    _compare_kept(kept, np.ones_like(kept), what, TOP_P_AT_ONE_RULE)
+
+
 def _goodness_of_fit(ctx, logits: np.ndarray, settings: dict, config: str, description: str) -> None:
     """Draw NUM_DRAWS tokens with the hidden settings `config` and chi-square test them against the exact law."""
     setting = settings[config]

@@ -104,6 +104,23 @@ def test_train_step_clipping(ctx) -> None:
           f"{what}: global norm of the SGD update (learning_rate * clip_norm after clipping)", 1e-6, 1e-3)
 
 
+@hidden_test("train_step calls the model with training=True, so that dropout acts while training", PART, 1.0)
+def test_train_step_training(ctx) -> None:
+    inputs, labels = _token_ids(ctx, "inputs", (2, 6)), _token_ids(ctx, "labels", (2, 6))
+    what = "train_step(model with dropout, SGD, inputs, labels)"
+    reply = expect_dict(ctx.call("train.train_step_training", vocab_size=VOCAB_SIZE, seed=ctx.seed, inputs=inputs,
+                                 labels=labels), ("flags",), what)
+    flags = reply["flags"]
+    if not isinstance(flags, list) or not all(isinstance(flag, str) for flag in flags):
+        raise TestFailure(f"{what}: the worker returned an unexpected reply.")
+    if not flags:
+        raise TestFailure(f"{what}: the model was never called.")
+    wrong = sorted({flag for flag in flags if not flag.startswith("True")})
+    if wrong:
+        raise TestFailure(f"{what}: called the model with training={', '.join(wrong)}; call model(inputs, "
+                          "training=True) under the tape, or dropout never acts while training.")
+
+
 @hidden_test("evaluate returns the token-weighted mean loss over all batches and perplexity = exp(loss)", PART, 1.0)
 def test_evaluate(ctx) -> None:
     inputs, labels = _token_ids(ctx, "inputs", (7, 5)), _token_ids(ctx, "labels", (7, 5))

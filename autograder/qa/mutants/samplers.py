@@ -20,6 +20,7 @@ IDS_DTYPE = "samplers.ids_dtype"
 COMBINED = "samplers.top_k_top_p"
 COMPILED = "samplers.compiled_filters"
 SEEDS = "samplers.generate_seeds"
+TOP_P_AT_ONE = "samplers.top_p_at_one"
 
 MASS_BEFORE = "mass_before = tf.cumsum(tf.nn.softmax(sorted_logits, axis=-1), axis=-1, exclusive=True)"
 KEEP_ABOVE_THRESHOLD = "return tf.where(logits >= threshold, logits, -np.inf)"
@@ -222,5 +223,14 @@ MUTANTS = [
         Edit(M, "generate", patch=(("seed=tf.constant([seed, s], tf.int64)",
                                     "seed=tf.constant([seed + s, 0], tf.int64)"),)),
         (SEEDS,),
+    ),
+    Mutant(
+        "top-p-drops-at-one",
+        "top_p_filter has no case for p = 1 and compares the float32 mass above each token with p, which drops the "
+        "tokens whose mass above rounds to 1",
+        Edit(M, "top_p_filter", patch=(
+            ("    if p == 1.0:  # the mass above any token is < 1 in exact arithmetic; rounding must not drop the "
+             "tail\n        return logits\n", ""),)),
+        (TOP_P_AT_ONE,),
     ),
 ]

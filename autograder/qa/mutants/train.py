@@ -18,6 +18,7 @@ COMPILED = "train.compiled_steps"
 DTYPES = "train.step_dtypes"
 RESTORE_CLOCK = "train.restore_clock"
 BEST_NUMBER = "train.best_checkpoint_number"
+TRAINING_FLAG = "train.train_step_training"
 
 MEAN_LOSS = "return tf.reduce_mean(losses)"
 FORWARD = "loss = sequence_loss(labels, model(inputs, training=True))"
@@ -190,5 +191,12 @@ MUTANTS = [
         Edit(M, "CheckpointPolicy.save_best",
              patch=(("self.best_manager.save(checkpoint_number=int(self.step.numpy()))", "self.best_manager.save()"),)),
         (BEST_NUMBER,),
+    ),
+    Mutant(
+        "train-step-training-false",
+        "train_step calls the model with training=False, so dropout never acts while training",
+        Edit(M, "train_step", patch=(("loss = sequence_loss(labels, model(inputs, training=True))",
+                                      "loss = sequence_loss(labels, model(inputs, training=False))"),)),
+        (TRAINING_FLAG,),
     ),
 ]

@@ -79,6 +79,58 @@ def train_step(sub, vocab_size: int, seed: int, inputs: np.ndarray, labels: np.n
     }
 
 
+class RecordingLanguageModel:
+    """one_hot(tokens) -> Dense(8, tanh) -> Dropout(0.5) -> Dense(V), subclassed, recording the `training` argument
+    of every call in `flags`."""
+
+    @staticmethod
+    def build(vocab_size: int, seed: int):
+        import keras
+
+        class Recording(keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.hidden = keras.layers.Dense(8, activation="tanh")
+                self.dropout = keras.layers.Dropout(0.5)
+                self.logits = keras.layers.Dense(vocab_size)
+                self.flags: list = []
+
+            def call(self, tokens, training=None):
+                self.flags.append(training)
+                hidden = self.hidden(keras.ops.one_hot(tokens, vocab_size))
+                return self.logits(self.dropout(hidden, training=training))
+
+        seed_everything(seed)
+        return Recording()
+
+
+def _flag_name(flag) -> str:
+    """"True", "False" or "None" for those values; for anything else its truth value and type, e.g. "True (Tensor)"."""
+    if flag is None or isinstance(flag, bool):
+        return str(flag)
+    try:
+        return f"{bool(flag)} ({type(flag).__name__})"
+    except Exception:  # noqa: BLE001 - a symbolic tensor has no truth value
+        return f"? ({type(flag).__name__})"
+
+
+@probe("train.train_step_training")
+def train_step_training(sub, vocab_size: int, seed: int, inputs: np.ndarray, labels: np.ndarray) -> dict:
+    """One eager train_step with SGD on a RecordingLanguageModel (built first, so only train_step's calls count).
+
+    Returns {"flags": the `training` argument of each call of the model during train_step, by `_flag_name`}.
+    """
+    import keras
+    import tensorflow as tf
+
+    model = RecordingLanguageModel.build(int(vocab_size), int(seed))
+    x, y = tf.constant(inputs, tf.int32), tf.constant(labels, tf.int32)
+    model(x)
+    model.flags.clear()
+    sub.module("train").train_step(model, keras.optimizers.SGD(learning_rate=0.1), x, y)
+    return {"flags": [_flag_name(flag) for flag in model.flags]}
+
+
 @probe("train.evaluate")
 def evaluate(sub, vocab_size: int, seed: int, inputs: np.ndarray, labels: np.ndarray, batch_size: int,
              max_batches=None) -> dict:
