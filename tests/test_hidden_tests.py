@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from autograder import parts
 from autograder.judge.hidden import oracles
 from autograder.judge.hidden import preprocess as hidden_preprocess
 from autograder.judge.hidden.samplers import ALPHA, MIN_EXPECTED, NUM_DRAWS
@@ -118,7 +119,7 @@ def test_fixtures_change_with_the_seed(fixtures: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- reference
-GRADED = [t for t in ALL_TESTS if t.part in ("preprocess", "rnn", "lstm", "samplers", "transformer", "train")]
+GRADED = [t for t in ALL_TESTS if t.part in parts.GRADED]
 
 
 def test_encode_texts_always_include_one_that_separates_leftmost_merging() -> None:
@@ -139,7 +140,7 @@ def test_reference_passes(test, fixtures: dict) -> None:
 
 
 def test_every_part_has_tests_with_positive_weights() -> None:
-    for part in ("preprocess", "rnn", "lstm", "samplers", "transformer", "train"):
+    for part in parts.GRADED:
         assert part_tests(part) and all(t.weight > 0 for t in part_tests(part)), part
     names = [t.name for t in ALL_TESTS]
     assert len(names) == len(set(names))

@@ -10,8 +10,10 @@ graded test is named by some mutant, and that its edits change no line of the re
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
+from autograder.parts import PARTS
 from autograder.recording.edits import (  # noqa: F401 - the catalog modules and the kit tests import them from here
     MODULE_PARTS,
     REFERENCE_DIR,
@@ -63,9 +65,8 @@ class Mutant:
 
 def all_mutants() -> list[Mutant]:
     """Every mutant of the catalog, part by part."""
-    from autograder.qa.mutants import preprocess, recurrent, samplers, train, transformer
-
-    mutants = [m for catalog in (preprocess, recurrent, samplers, transformer, train) for m in catalog.MUTANTS]
+    catalogs = [importlib.import_module(f"{__name__}.{part.key}") for part in PARTS]  # one per part, in table order
+    mutants = [m for catalog in catalogs for m in catalog.MUTANTS]
     ids = [m.id for m in mutants]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

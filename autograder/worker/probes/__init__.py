@@ -1,3 +1,8 @@
-"""Probes run by the worker; importing this package registers all of them in `registry.PROBES`."""
+"""Probes run by the worker; importing this package registers all of them in `registry.PROBES`: every module of the
+package (one per part that needs more than the generic `call` probe)."""
 
-from . import call, preprocess, quality, recurrent, samplers, train, transformer  # noqa: F401
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
