@@ -33,7 +33,7 @@ _PART_REFERENCE = re.compile(r"\b([Pp])art (\d+)\b")
 _POINTS_ROW = re.compile(r"^\| `(\w+)` \| (\d+): ([^|]+) \| [\w.]+ \|$")
 _MODULE_ROW = re.compile(r"^\| ((?:`\w+\.py`(?:, )?)+) \| (.*) \|$")
 _SOLVED_ROW = re.compile(r"^part (\d+): ")
-_SUBMITTED = re.compile(r"at the zip root \(((?:`\w+\.py`,?\s+)+)\)", flags=re.S)
+_SUBMITTED = re.compile(r"at the zip root \(((?:`\w+\.py`(?:,\s*)?)+)\)", flags=re.S)
 
 
 class HandoutError(ValueError):
