@@ -10,8 +10,8 @@ Rules, applied in this order:
 - A `## Part N: ...` section stays only when the course selects part N of the table; sections run to the next `## `.
 - "part N" and "Part N" become the part's number in the course, or "the given <title>" when the course does not
   select it; in the module table a solved part's rows say "given, solved:" and a left-out module's row goes; the
-  points table lists the course's sections with its points; the title and the due text are the course's; the list of
-  modules in the submission is the course's.
+  points table lists the course's sections with its points; the title and the due text are the course's; the line
+  after `<!-- submitted-modules -->` lists the modules of the course's submission.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ _PART_REFERENCE = re.compile(r"\b([Pp])art (\d+)\b")
 _POINTS_ROW = re.compile(r"^\| `(\w+)` \| (\d+): ([^|]+) \| [\w.]+ \|$")
 _MODULE_ROW = re.compile(r"^\| ((?:`\w+\.py`(?:, )?)+) \| (.*) \|$")
 _SOLVED_ROW = re.compile(r"^part (\d+): ")
-_SUBMITTED = re.compile(r"at the zip root \(((?:`\w+\.py`(?:,\s*)?)+)\)", flags=re.S)
+_SUBMITTED = re.compile(r"^(<!-- submitted-modules -->\n).*$", flags=re.M)
 
 
 class HandoutError(ValueError):
@@ -67,7 +67,7 @@ def render(text: str, course: Course, modules: list[str]) -> str:
     result = "\n".join(out) + "\n"
     result = re.sub(r"\A# .*\n", f"# {course.title}\n" + (f"\n**Due: {course.due}**\n" if course.due else ""), result)
     listed = ", ".join(f"`{name}`" for name in modules)
-    return _SUBMITTED.sub(lambda _: f"at the zip root ({listed})", result)
+    return _SUBMITTED.sub(lambda match: match[1] + listed, result)
 
 
 def _conditionals(lines: list[str], course: Course) -> list[str]:
