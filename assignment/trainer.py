@@ -91,10 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     positive = ("steps", "batch_size", "context_length", "log_every", "eval_every", "checkpoint_every", "keep",
-                "embed_dim", "hidden_dim", "d_model", "num_heads", "num_kv_heads", "num_layers")
+                "embed_dim", "hidden_dim", "d_model", "num_heads", "num_layers")
     for name in positive:
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.num_kv_heads < 1:
+        raise UsageError(f"--kv-heads must be >= 1, got {args.num_kv_heads}")
     for name in ("warmup_steps", "eval_batches", "sample_tokens", "weight_decay", "clip_norm"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
