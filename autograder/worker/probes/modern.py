@@ -82,15 +82,19 @@ def _cached(layer, inputs, prefix: int, shape: list[int]) -> tuple[np.ndarray, d
 
 
 @probe("modern.gqa")
-def gqa(sub, d_model: int, num_heads: int, num_kv_heads: int, weights: dict, x: np.ndarray,
-        positions: np.ndarray | None = None, theta: float | None = None) -> dict:
-    """{"y": GroupedQueryAttention(d_model, num_heads, num_kv_heads, theta)(x [B, T, d], positions)} with the given
-    kernels (query_kernel, key_kernel, value_kernel, output_kernel); positions None: the default 0 .. T - 1."""
+def gqa(sub, d_model: int, num_heads: int, num_kv_heads: int, weights: dict, x: np.ndarray, positions: list,
+        theta: float | None = None) -> dict:
+    """{"y": [GroupedQueryAttention(d_model, num_heads, num_kv_heads, theta)(x [B, T, d], positions=p) for p in
+    positions]} with the given kernels (query_kernel, key_kernel, value_kernel, output_kernel); a None in positions
+    calls the layer without them (the default 0 .. T - 1)."""
     import tensorflow as tf
 
     layer, inputs = _attention(sub, d_model, num_heads, num_kv_heads, theta, weights, x)
-    kwargs = {} if positions is None else {"positions": tf.constant(positions, tf.int32)}
-    return {"y": to_numpy(layer(inputs, **kwargs))}
+    outputs = []
+    for p in positions:
+        kwargs = {} if p is None else {"positions": tf.constant(p, tf.int32)}
+        outputs.append(to_numpy(layer(inputs, **kwargs)))
+    return {"y": outputs}
 
 
 @probe("modern.gqa_cache")
@@ -98,19 +102,26 @@ def gqa_cache(sub, d_model: int, num_heads: int, num_kv_heads: int, weights: dic
               capacity: int, theta: float | None = None) -> dict:
     """GroupedQueryAttention without a cache on x [B, T, d] ("full") and with one of `capacity` positions, zeros
     [B, H_kv, capacity, hd] at first: the prefix at start 0, then one position at a time ("cached"); the last cache
-    returned ("key", "value")."""
+    returned ("key", "value"); and rotary_embedding of the projected keys [B, H_kv, T, hd] at 0 .. T - 1
+    ("rotated")."""
+    import tensorflow as tf
+
     layer, inputs = _attention(sub, d_model, num_heads, num_kv_heads, theta, weights, x)
     full = to_numpy(layer(inputs))
     shape = [inputs.shape[0], int(num_kv_heads), int(capacity), int(d_model) // int(num_heads)]
     cached, cache = _cached(layer, inputs, prefix, shape)
-    return {"full": full, "cached": cached, **cache}
+    keys = tf.einsum("btd,dhk->bhtk", inputs, tf.constant(weights["key_kernel"], tf.float32))
+    kwargs = {} if theta is None else {"theta": float(theta)}
+    rotated = sub.module("modern").rotary_embedding(keys, tf.range(inputs.shape[1]), **kwargs)
+    return {"full": full, "cached": cached, **cache, "rotated": to_numpy(rotated)}
 
 
 @probe("modern.block")
 def block(sub, config: dict, weights: dict, x: np.ndarray, prefix: int, capacity: int) -> dict:
     """ModernBlock(**config) with weights assigned by path ("attention_norm/scale", "attention/query_kernel", ...,
-    "mlp/gate/kernel", ...) on x [B, T, d]: the output without a cache ("full") and with a zero cache of `capacity`
-    positions, the prefix first and then one position at a time ("cached")."""
+    "mlp/gate/kernel", ...) on x [B, T, d]: the output without a cache ("full"), what its own sublayers give wired as
+    a pre-norm block ("wired"), and the output with a zero cache of `capacity` positions, the prefix first and then
+    one position at a time ("cached")."""
     import tensorflow as tf
 
     layer = sub.module("modern").ModernBlock(**config)
@@ -118,10 +129,12 @@ def block(sub, config: dict, weights: dict, x: np.ndarray, prefix: int, capacity
     layer(inputs[:, :1])
     _assign_by_path(layer, weights, "ModernBlock")
     full = to_numpy(layer(inputs))
+    h = inputs + layer.attention(layer.attention_norm(inputs))
+    wired = to_numpy(h + layer.mlp(layer.mlp_norm(h)))
     shape = [inputs.shape[0], int(config["num_kv_heads"]), int(capacity),
              int(config["d_model"]) // int(config["num_heads"])]
     cached, _ = _cached(layer, inputs, prefix, shape)
-    return {"full": full, "cached": cached}
+    return {"full": full, "wired": wired, "cached": cached}
 
 
 @probe("modern.argument_errors")
