@@ -133,7 +133,7 @@ class GroupedQueryAttention(keras.layers.Layer):
     H query heads share H_kv key/value heads: query head j uses key/value head j // (H / H_kv). H_kv = H is multi-head
     attention, H_kv = 1 multi-query attention.
 
-    Weights (the layout of `keras.layers.GroupedQueryAttention`'s einsum layers): `query_kernel` [d_model, H, hd],
+    Weights (the layout of the einsum layers of `keras.layers.GroupQueryAttention`): `query_kernel` [d_model, H, hd],
     `key_kernel` and `value_kernel` [d_model, H_kv, hd], `output_kernel` [H, hd, d_model].
     """
 
@@ -185,7 +185,7 @@ class GroupedQueryAttention(keras.layers.Layer):
         """
         length = x.shape[1]
         if positions is not None and not tf.convert_to_tensor(positions).shape.is_compatible_with([length]):
-            raise ValueError(f"positions must have shape [T] = [{length}], got shape {tf.shape(positions)}")
+            raise ValueError(f"positions must have shape [T] = [{length}], got {tf.convert_to_tensor(positions).shape}")
         if cache is not None:
             if set(cache) != {"key", "value"}:
                 raise ValueError(f"cache must be a dict with the keys 'key' and 'value', got {sorted(cache)}")

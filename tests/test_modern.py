@@ -1,6 +1,6 @@
 """Part 6 reference against oracles written elsewhere, with copied weights: RMSNorm against
 keras.layers.RMSNormalization, the rotary embedding against KerasHub's RotaryEmbedding, grouped-query attention against
-keras.layers.GroupedQueryAttention (its head-repeat order) and, for H_kv = H, part 4's MultiHeadSelfAttention, the
+keras.layers.GroupQueryAttention (its head-repeat order) and, for H_kv = H, part 4's MultiHeadSelfAttention, the
 block and the whole model against KerasHub's Llama decoder layer and backbone (with their key/value cache), AdamW
 against keras.optimizers.AdamW step by step, the schedule against keras's CosineDecay with warmup. Where no oracle fits,
 properties: RoPE keeps norms and q.k depends on the position difference only; cached decoding equals recomputation
