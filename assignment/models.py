@@ -31,6 +31,11 @@ ALL_MODEL_KINDS: dict[str, ModelKind] = {
         "TransformerLanguageModel",
         ("vocab_size", "context_length", "d_model", "num_heads", "num_layers", "dropout", "positional"),
     ),
+    "modern": ModelKind(
+        "modern",
+        "ModernLanguageModel",
+        ("vocab_size", "context_length", "d_model", "num_heads", "num_kv_heads", "num_layers"),
+    ),
 }
 """Model kind (config.json's "model") -> its class and constructor arguments: the kinds whose module this package has
 (an assignment without part 2 has no rnn.py and lstm.py)."""

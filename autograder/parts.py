@@ -84,6 +84,9 @@ PARTS: tuple[Part, ...] = (
          (Section("train", 20, ("train",)),
           Section("quality", 0, ("train", "transformer", "rnn", "lstm", "preprocess"))),
          hidden=("train", "quality")),
+    Part("modern", "the modern decoder", ("modern", "optim"), (), ("transformer", "samplers", "train"),  # attention
+         (Section("modern", 20, ("modern", "transformer", "samplers")),  # of part 4, generation, training it
+          Section("optimizer", 10, ("optim",)))),
 )
 """Every part, in the order of the `all` course (the handout's order)."""
 

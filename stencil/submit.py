@@ -25,6 +25,8 @@ REQUIRED_FILES = (
     "loop.py",
     "lstm.py",
     "models.py",
+    "modern.py",
+    "optim.py",
     "preprocess.py",
     "quiet_tensorflow.py",
     "rnn.py",

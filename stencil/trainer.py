@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import sys
 import time
 from collections.abc import Sequence
@@ -29,8 +30,11 @@ from .loop import fit, training_batches, validation_batches
 from .models import MODEL_KINDS, build_model
 
 RESUME_FIELDS = ("model", "tokenizer", "bpe_vocab_size", "text", "context_length", "batch_size", "seed", "embed_dim",
-                 "hidden_dim", "d_model", "num_heads", "num_layers", "dropout", "positional")
+                 "hidden_dim", "d_model", "num_heads", "num_kv_heads", "num_layers", "dropout", "positional")
 """config.json fields that a resumed run must share with the command line (the model, the data and their order)."""
+
+OPTIMIZERS = ("keras", "own") if importlib.util.find_spec(".optim", __package__) is not None else ("keras",)
+"""--optimizer: keras.optimizers.AdamW with train.py's schedule, or part 6's optim.py (when the assignment has it)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,15 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, warmup + cosine decay)")
     group.add_argument("--warmup-steps", type=int, default=100, help="linear warmup steps")
     group.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    group.add_argument("--optimizer", default="keras", choices=OPTIMIZERS,
+                       help="keras: keras.optimizers.AdamW with train.py's schedule" + (
+                           "; own: optim.py's AdamW and WarmupCosineSchedule" if "own" in OPTIMIZERS else ""))
     group.add_argument("--clip-norm", type=float, default=1.0, help="clip gradients to this global norm (0: off)")
     group.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the data order")
     group.add_argument("--jit", action="store_true", help="compile the train step with XLA")
     group = parser.add_argument_group("model (rnn, lstm)")
     group.add_argument("--embed-dim", type=int, default=64, help="embedding size D")
     group.add_argument("--hidden-dim", type=int, default=512, help="hidden size D_h")
-    group = parser.add_argument_group("model (transformer)")
+    group = parser.add_argument_group("model (transformer, modern)")
     group.add_argument("--d-model", type=int, default=128, help="model width")
     group.add_argument("--num-heads", type=int, default=4, help="attention heads")
+    group.add_argument("--kv-heads", type=int, dest="num_kv_heads",
+                       help="key/value heads of the modern model's grouped-query attention, dividing --num-heads "
+                            "(default: --num-heads; 1: multi-query attention)")
     group.add_argument("--num-layers", type=int, default=4, help="transformer blocks")
     group.add_argument("--dropout", type=float, default=0.0, help="dropout rate")
     group.add_argument("--positional", default="learned", choices=["sinusoidal", "learned"],
@@ -85,6 +95,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
     for name in positive:
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.num_kv_heads < 1:
+        raise UsageError(f"--kv-heads must be >= 1, got {args.num_kv_heads}")
     for name in ("warmup_steps", "eval_batches", "sample_tokens", "weight_decay", "clip_norm"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
@@ -92,8 +104,16 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--lr and --checkpoint-minutes must be positive and --dropout in [0, 1)")
     if args.tokenizer == "bpe" and args.vocab_size < 256:
         raise UsageError(f"--vocab-size must be >= 256 (the byte vocabulary), got {args.vocab_size}")
-    if args.model == "transformer" and args.d_model % args.num_heads:
+    if args.model in ("transformer", "modern") and args.d_model % args.num_heads:
         raise UsageError(f"--d-model {args.d_model} must be a multiple of --num-heads {args.num_heads}")
+    if args.model == "modern" and args.num_heads % args.num_kv_heads:
+        raise UsageError(f"--num-heads {args.num_heads} must be a multiple of --kv-heads {args.num_kv_heads}")
+    if args.model == "modern" and args.d_model // args.num_heads % 2:
+        raise UsageError(f"--d-model / --num-heads = {args.d_model // args.num_heads} (the head size) must be even "
+                         "for the rotary embedding")
+    if args.optimizer == "own" and args.warmup_steps > args.steps:
+        raise UsageError(f"--warmup-steps {args.warmup_steps} must be <= --steps {args.steps} with --optimizer own "
+                         "(a schedule with warmup longer than the run)")
 
 
 def run_config(args: argparse.Namespace) -> dict:
@@ -106,8 +126,8 @@ def run_config(args: argparse.Namespace) -> dict:
         config["bpe_vocab_size"] = args.vocab_size
     config.update({name: getattr(args, name) for name in MODEL_KINDS[args.model].arguments if name in vars(args)})
     config["training"] = {name: getattr(args, name) for name in (
-        "steps", "lr", "warmup_steps", "weight_decay", "clip_norm", "jit", "log_every", "eval_every", "eval_batches",
-        "checkpoint_every", "checkpoint_minutes", "keep")}
+        "steps", "lr", "warmup_steps", "weight_decay", "optimizer", "clip_norm", "jit", "log_every", "eval_every",
+        "eval_batches", "checkpoint_every", "checkpoint_minutes", "keep")}
     return config
 
 
@@ -130,6 +150,11 @@ def check_resume(out: Path, config: dict) -> dict | None:
         if saved.get(field) != config.get(field):
             raise UsageError(f"{out} was trained with {field}={saved.get(field)!r}, not {config.get(field)!r}: "
                              "pass the same options to resume, or use another --out")
+    training = saved.get("training") if isinstance(saved.get("training"), dict) else {}
+    optimizer = training.get("optimizer", "keras")  # runs from before --optimizer used keras's
+    if optimizer != config["training"]["optimizer"]:
+        raise UsageError(f"{out} was trained with --optimizer {optimizer}, not {config['training']['optimizer']}: "
+                         "pass the same options to resume, or use another --out")
     return saved
 
 
@@ -204,9 +229,22 @@ def text_sampler(model: keras.Model, tokenizer, prompt: str, max_new_tokens: int
     return sample
 
 
+def make_optimizer(args: argparse.Namespace) -> keras.optimizers.Optimizer:
+    """The optimizer of --optimizer: keras's AdamW with train.py's schedule (`train.make_optimizer`), or part 6's
+    `optim.AdamW` with `optim.WarmupCosineSchedule` decaying to a tenth of the peak (as train.py's schedule does)."""
+    if args.optimizer == "keras":
+        return train.make_optimizer(args.lr, args.warmup_steps, args.steps, args.weight_decay)
+    from . import optim
+
+    schedule = optim.WarmupCosineSchedule(args.lr, args.warmup_steps, args.steps, final_lr=0.1 * args.lr)
+    return optim.AdamW(schedule, weight_decay=args.weight_decay)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m stencil.trainer`: returns the exit status (2 for bad input, 130 when interrupted)."""
     args = build_parser().parse_args(argv)
+    if args.num_kv_heads is None:
+        args.num_kv_heads = args.num_heads  # grouped-query attention with as many key/value heads: multi-head
     try:
         _check_arguments(args)
         out = Path(args.out or Path("runs") / args.model)
@@ -251,7 +289,7 @@ def train_run(args: argparse.Namespace, out: Path, config: dict, tokenizer, batc
     """Build (or resume) the model, optimizer and checkpoint policy in `out` and run `fit`; returns the exit status."""
     keras.utils.set_random_seed(args.seed)
     model = build_model(config)
-    optimizer = train.make_optimizer(args.lr, args.warmup_steps, args.steps, args.weight_decay)
+    optimizer = make_optimizer(args)
     iterator = iter(batches)
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     policy = train.CheckpointPolicy(out, model, optimizer, step, iterator, max_to_keep=args.keep,

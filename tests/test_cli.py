@@ -24,6 +24,7 @@ TINY = {
     "rnn": ["--embed-dim", "8", "--hidden-dim", "16"],
     "lstm": ["--embed-dim", "8", "--hidden-dim", "16"],
     "transformer": ["--d-model", "16", "--num-heads", "2", "--num-layers", "1"],
+    "modern": ["--d-model", "16", "--num-heads", "4", "--kv-heads", "2", "--num-layers", "1"],
 }
 
 
@@ -75,6 +76,38 @@ def test_train_writes_config_tokenizer_checkpoints_and_logs_then_generate_contin
     printed = capsys.readouterr().out
     assert printed.startswith("3: the") and len(printed) == len("3: the") + 12 + 1  # one character per token + "\n"
     assert generate.main(argv) == 0 and capsys.readouterr().out == printed  # same seed, same text
+
+
+def test_modern_model_with_its_own_optimizer_trains_then_generates_past_its_context(text_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert trainer.main(train_args(text_file, out, "modern", 3, "--optimizer", "own")) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["model"], config["num_heads"], config["num_kv_heads"]) == ("modern", 4, 2)
+    assert config["training"]["optimizer"] == "own" and checkpoints(out) == [3]
+    capsys.readouterr()
+    argv = ["--checkpoint", str(out), "--prompt", "3: the", "--max-new-tokens", "30", "--seed", "1"]
+    assert generate.main(argv) == 0  # 36 tokens through a context of 16
+    printed = capsys.readouterr().out
+    assert printed.startswith("3: the") and len(printed) == len("3: the") + 30 + 1
+    # Resuming needs the same optimizer and key/value heads.
+    assert trainer.main(train_args(text_file, out, "modern", 4)) == 2
+    assert "--optimizer own" in one_error_line(capsys)
+    assert trainer.main(train_args(text_file, out, "modern", 4, "--optimizer", "own", "--kv-heads", "1")) == 2
+    assert "num_kv_heads" in one_error_line(capsys)
+    assert checkpoints(out) == [3]
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--kv-heads", "3"], ["--num-heads 4", "--kv-heads 3"]),
+    (["--kv-heads", "0"], ["--kv-heads"]),
+    (["--num-heads", "8", "--kv-heads", "8", "--d-model", "24"], ["head size", "even"]),
+    (["--optimizer", "own", "--warmup-steps", "5"], ["--warmup-steps 5", "--steps 3", "warmup longer than the run"]),
+])
+def test_bad_modern_or_optimizer_options_are_one_error_line(extra, words, text_file, tmp_path, capsys):
+    assert trainer.main(train_args(text_file, tmp_path / "run", "modern", 3, *extra)) == 2
+    line = one_error_line(capsys)
+    assert all(word in line for word in words), line
+    assert not (tmp_path / "run").exists()
 
 
 def test_running_the_same_command_again_resumes_from_the_latest_checkpoint(text_file, tmp_path, capsys):

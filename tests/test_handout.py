@@ -109,7 +109,7 @@ def test_figures_exist_and_are_referenced():
 
 def test_figure_script_writes_both_figures(tmp_path):
     assert make_figures.main(["--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["causal_mask.png", "sampling.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["causal_mask.png", "rope.png", "sampling.png"]
 
 
 def test_sampling_figure_keeps_the_same_tokens_as_the_reference_samplers():

@@ -2,10 +2,12 @@
 
     python -m tools.make_figures [--out figures]
 
-Writes `causal_mask.png` (which keys each query may attend to) and `sampling.png` (how temperature, top-k and top-p
-reshape one next-token distribution). The sampling rules are computed here with numpy, independently of the reference
-samplers, and follow the handout's definitions (ties at the top-k boundary are all kept; top-p keeps token i iff the
-probability of the tokens strictly more probable than i is below p).
+Writes `causal_mask.png` (which keys each query may attend to), `sampling.png` (how temperature, top-k and top-p
+reshape one next-token distribution) and `rope.png` (rotary position embeddings: which features RoPE pairs and how fast
+each pair turns). The sampling rules are computed here with numpy, independently of the reference samplers, and follow
+the handout's definitions (ties at the top-k boundary are all kept; top-p keeps token i iff the probability of the
+tokens strictly more probable than i is below p); so are RoPE's angles (pair i = features i and i + hd/2, turned by
+position * theta^(-2i/hd)).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LOGITS = np.array([3.0, 2.2, 2.2, 1.6, 1.0, 0.6, 0.2, -0.3, -0.8, -1.5])
 """Next-token logits of a 10-token vocabulary used in the sampling figure (tokens 1 and 2 tie)."""
+
+ROPE_HEAD_DIM, ROPE_THETA, ROPE_POSITIONS = 8, 10000.0, 7
+"""The RoPE figure: head size hd = 8 (four pairs), theta = 10000 (pair i turns by 10^-i radians per position) and the
+positions 0 .. 6 drawn on each pair's circle."""
 
 BLUE, GREY, LIGHT, INK, WHITE = (59, 111, 182), (200, 200, 200), (236, 236, 236), (40, 40, 40), (255, 255, 255)
 
@@ -132,6 +138,89 @@ def sampling_figure(width: int = 250, height: int = 230) -> Image.Image:
     return image
 
 
+def rope_frequencies(head_dim: int = ROPE_HEAD_DIM, theta: float = ROPE_THETA) -> np.ndarray:
+    """theta^(-2i/hd) for each pair i < hd/2: the angle in radians by which pair i turns per position."""
+    return theta ** (-2.0 * np.arange(head_dim // 2) / head_dim)
+
+
+def rope_rotate(x: np.ndarray, position: int, theta: float = ROPE_THETA) -> np.ndarray:
+    """x [hd] at `position` rotated as the handout's rotary_embedding (halves pairing), in numpy."""
+    half = x.size // 2
+    angle = position * rope_frequencies(x.size, theta)
+    first, second = x[:half], x[half:]
+    cos, sin = np.cos(angle), np.sin(angle)
+    return np.concatenate([first * cos - second * sin, second * cos + first * sin])
+
+
+PAIR_COLORS = ((59, 111, 182), (214, 120, 40), (60, 150, 90), (170, 70, 150))
+
+
+def rope_figure() -> Image.Image:
+    """RoPE with the halves pairing: the features of one head (hd = 8) paired i with i + hd/2, and each pair's point
+    (x_i, x_{i+hd/2}) = (1, 0) turned by position * theta^(-2i/hd) for the positions 0 .. 6."""
+    hd, half = ROPE_HEAD_DIM, ROPE_HEAD_DIM // 2
+    frequencies = rope_frequencies()
+    image = Image.new("RGB", (1060, 440), WHITE)
+    draw = ImageDraw.Draw(image)
+    title, small, tiny = _font(18), _font(14), _font(12)
+    heading = "RoPE (halves pairing), hd = 8, theta = 10000: pair i = (x_i, x_{i+hd/2}) turns by pos * theta^(-2i/hd)"
+    _centered(draw, (image.width / 2, 22), heading, title)
+
+    # Left: the features of one head, each pair in its colour, joined by a bracket below the boxes.
+    left, top, cell = 30, 95, 50
+    _centered(draw, (left + half * cell / 2, top - 18), "first half: i = 0 .. hd/2 - 1", tiny)
+    _centered(draw, (left + half * cell + half * cell / 2, top - 18), "second half: i + hd/2", tiny)
+    for feature in range(hd):
+        pair = feature % half
+        box = (left + feature * cell, top, left + (feature + 1) * cell - 4, top + 36)
+        draw.rectangle(box, fill=PAIR_COLORS[pair])
+        _centered(draw, ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), f"x_{feature}", small, fill=WHITE)
+    for pair in range(half):
+        depth = top + 36 + 14 + 14 * pair
+        xs = [left + feature * cell + (cell - 4) / 2 for feature in (pair, pair + half)]
+        draw.line((xs[0], top + 37, xs[0], depth, xs[1], depth, xs[1], top + 37), fill=PAIR_COLORS[pair], width=3)
+    rows_top = top + 36 + 14 + 14 * half + 26
+    _centered(draw, (left + 60, rows_top), "pair i", small)
+    _centered(draw, (left + 170, rows_top), "features", small)
+    _centered(draw, (left + 320, rows_top), "radians per position", small)
+    for pair in range(half):
+        y = rows_top + 26 * (pair + 1)
+        _centered(draw, (left + 60, y), str(pair), small, fill=PAIR_COLORS[pair])
+        _centered(draw, (left + 170, y), f"x_{pair}, x_{pair + half}", small, fill=PAIR_COLORS[pair])
+        _centered(draw, (left + 320, y), f"theta^(-{2 * pair}/{hd}) = {frequencies[pair]:g}", small,
+                  fill=PAIR_COLORS[pair])
+
+    # Right: one circle per pair, the point (1, 0) turned to each position's angle (darker = later position).
+    radius, centre_y = 62, 250
+    for pair in range(half):
+        cx = 500 + pair * 150
+        colour = PAIR_COLORS[pair]
+        _centered(draw, (cx, centre_y - radius - 44), f"pair {pair}: (x_{pair}, x_{pair + half})", small, fill=colour)
+        _centered(draw, (cx, centre_y - radius - 24), f"{frequencies[pair]:g} rad / position", tiny)
+        draw.ellipse((cx - radius, centre_y - radius, cx + radius, centre_y + radius), outline=GREY, width=1)
+        draw.line((cx - radius - 8, centre_y, cx + radius + 8, centre_y), fill=GREY)
+        draw.line((cx, centre_y - radius - 8, cx, centre_y + radius + 8), fill=GREY)
+        for position in range(ROPE_POSITIONS):
+            point = rope_rotate(np.eye(hd)[pair], position)[[pair, pair + half]]
+            px, py = cx + radius * point[0], centre_y - radius * point[1]
+            shade = 0.25 + 0.75 * position / (ROPE_POSITIONS - 1)
+            fill = tuple(int(255 - (255 - c) * shade) for c in colour)
+            draw.ellipse((px - 5, py - 5, px + 5, py + 5), fill=fill, outline=INK if position == 0 else None)
+            if pair == 0:
+                _centered(draw, (cx + (radius + 16) * point[0], centre_y - (radius + 16) * point[1]), str(position),
+                          tiny)
+        _centered(draw, (cx, centre_y + radius + 24), f"across: x_{pair}, up: x_{pair + half}", tiny)
+    notes = (
+        "dots: the pair (1, 0) at positions 0, 1, ..., 6 (outlined: position 0, darker: later); numbers on pair 0: "
+        "the position",
+        "out_i = x_i cos(a) - x_{i+hd/2} sin(a),   out_{i+hd/2} = x_{i+hd/2} cos(a) + x_i sin(a),   "
+        "a = pos * theta^(-2i/hd)",
+    )
+    for n, note in enumerate(notes):
+        _centered(draw, (image.width / 2, 372 + 22 * n), note, small if n else tiny)
+    return image
+
+
 def save(image: Image.Image, path: Path) -> None:
     """Save as a small palette PNG."""
     image.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
@@ -144,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     save(causal_mask_figure(), args.out / "causal_mask.png")
     save(sampling_figure(), args.out / "sampling.png")
-    print(f"wrote {args.out / 'causal_mask.png'} and {args.out / 'sampling.png'}")
+    save(rope_figure(), args.out / "rope.png")
+    print(f"wrote {args.out / 'causal_mask.png'}, {args.out / 'sampling.png'} and {args.out / 'rope.png'}")
     return 0
 
 

@@ -393,6 +393,106 @@ ATTENTION_WEIGHT_DROPOUT = Alternative(
     ),
 )
 
+GROUPED_EINSUM_ATTENTION = Alternative(
+    "grouped-einsum-attention",
+    "modern: grouped-query attention without repeating the key/value heads: the queries reshaped to "
+    "[B, H_kv, H / H_kv, T, hd] meet their shared head in one einsum, -inf masking by position, heads projected "
+    "straight to [B, H, T, hd]",
+    (
+        Edit("modern", "GroupedQueryAttention.call", replacement='''
+            def call(self, x, positions=None, cache=None, start=0):
+                if cache is not None and set(cache) != {"key", "value"}:
+                    raise ValueError(f"cache must be a dict with the keys 'key' and 'value', got {sorted(cache)}")
+                batch, length = tf.shape(x)[0], tf.shape(x)[1]
+                if positions is None:
+                    positions = tf.range(length) + start
+                q = rotary_embedding(tf.einsum("btd,dhk->bhtk", x, self.query_kernel), positions, self.theta)
+                k = rotary_embedding(tf.einsum("btd,dhk->bhtk", x, self.key_kernel), positions, self.theta)
+                v = tf.einsum("btd,dhk->bhtk", x, self.value_kernel)
+                query_positions = tf.range(length)
+                if cache is not None:
+                    query_positions += start
+                    k = update_cache(cache["key"], k, start)
+                    v = update_cache(cache["value"], v, start)
+                group = self.num_heads // self.num_kv_heads  # query head j = (j // group, j % group)
+                grouped = tf.reshape(q, [batch, self.num_kv_heads, group, length, self.head_dim])
+                scores = tf.einsum("bngtk,bnsk->bngts", grouped, k) / math.sqrt(self.head_dim)
+                visible = tf.range(tf.shape(k)[2])[None, :] <= query_positions[:, None]  # [T, S]
+                weights = tf.nn.softmax(tf.where(visible, scores, float("-inf")), axis=-1)
+                attended = tf.reshape(tf.einsum("bngts,bnsk->bngtk", weights, v),
+                                      [batch, self.num_heads, length, self.head_dim])
+                y = tf.einsum("bhtk,hkd->btd", attended, self.output_kernel)
+                return y if cache is None else (y, {"key": k, "value": v})
+        '''),
+    ),
+)
+
+COMPLEX_ROPE = Alternative(
+    "complex-rope",
+    "modern: RoPE as a complex multiplication (x_i + j x_{i+hd/2}) e^{j angle} with tf.complex and frequencies by exp "
+    "and log, RMSNorm by the sum of squares over d, SwiGLU with silu written as g * sigmoid(g)",
+    (
+        Edit("modern", "rotary_embedding", replacement='''
+            def rotary_embedding(x, positions, theta=10000.0):
+                x = tf.convert_to_tensor(x)
+                head_dim = x.shape[-1]
+                if head_dim is None or head_dim % 2:
+                    raise ValueError(f"hd (the last axis of x) must be even for the rotary embedding, got {x.shape}")
+                half = head_dim // 2
+                frequencies = tf.exp(-math.log(theta) * tf.range(0, head_dim, 2, dtype=tf.float32) / head_dim)
+                angles = tf.cast(positions, tf.float32)[:, None] * frequencies[None, :]  # [T, hd/2]
+                x32 = tf.cast(x, tf.float32)
+                pairs = tf.complex(x32[..., :half], x32[..., half:]) * tf.complex(tf.cos(angles), tf.sin(angles))
+                return tf.cast(tf.concat([tf.math.real(pairs), tf.math.imag(pairs)], axis=-1), x.dtype)
+        '''),
+        Edit("modern", "RMSNorm.call", replacement='''
+            def call(self, x):
+                x32 = tf.cast(x, tf.float32)
+                mean_square = tf.reduce_sum(x32 * x32, axis=-1, keepdims=True) / x32.shape[-1]
+                return tf.cast(x32 / tf.sqrt(mean_square + self.epsilon) * tf.cast(self.scale, tf.float32), x.dtype)
+        '''),
+        Edit("modern", "SwiGLU.call", replacement='''
+            def call(self, x):
+                gate = self.gate(x)
+                return self.down(gate * tf.sigmoid(gate) * self.up(x))
+        '''),
+    ),
+)
+
+TEXTBOOK_ADAMW = Alternative(
+    "textbook-adamw",
+    "optim: AdamW as the paper writes it (m and v bias-corrected, epsilon / sqrt(1 - beta_2^t), the decay as a factor "
+    "1 - lr * weight_decay assigned to the matrix); the schedule with a clipped progress and tf.cond",
+    (
+        Edit("optim", "AdamW.update_step", replacement='''
+            def update_step(self, gradient, variable, learning_rate):
+                lr = tf.cast(learning_rate, variable.dtype)
+                g = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
+                m, v = self.moments(variable)
+                t = tf.cast(self.iterations, variable.dtype) + 1.0
+                if len(variable.shape) >= 2:
+                    variable.assign(variable * (1.0 - lr * self.weight_decay_rate))
+                m.assign(self.beta_1 * m + (1.0 - self.beta_1) * g)
+                v.assign(self.beta_2 * v + (1.0 - self.beta_2) * g * g)
+                m_hat = m / (1.0 - self.beta_1**t)
+                v_hat = v / (1.0 - self.beta_2**t)
+                epsilon_hat = self.epsilon / tf.sqrt(1.0 - self.beta_2**t)
+                variable.assign_sub(lr * m_hat / (tf.sqrt(v_hat) + epsilon_hat))
+        '''),
+        Edit("optim", "WarmupCosineSchedule.__call__", replacement='''
+            def __call__(self, step):
+                s = tf.cast(step, tf.float32)
+                warmup, total = float(self.warmup_steps), float(self.total_steps)
+                progress = tf.clip_by_value((s - warmup) / max(total - warmup, 1.0), 0.0, 1.0)
+                cosine = self.final_lr + (self.peak - self.final_lr) * 0.5 * (1.0 + tf.cos(math.pi * progress))
+                if self.warmup_steps == 0:
+                    return cosine
+                return tf.cond(s < warmup, lambda: self.peak * s / warmup, lambda: cosine)
+        '''),
+    ),
+)
+
 ALTERNATIVES = [EINSUM_ATTENTION, MANUAL_RECURRENCE, SORT_FREE_SAMPLERS, OTHER_TOKENIZER_AND_TRAINING,
-                TOP_P_BY_PROBABILITIES, EAGER_GENERATION, SEGMENT_SUM_GRAD_NORM, ATTENTION_WEIGHT_DROPOUT]
+                TOP_P_BY_PROBABILITIES, EAGER_GENERATION, SEGMENT_SUM_GRAD_NORM, ATTENTION_WEIGHT_DROPOUT,
+                GROUPED_EINSUM_ATTENTION, COMPLEX_ROPE, TEXTBOOK_ADAMW]
 """Every alternative; recording guards each test with the alternatives whose `parts` include the test's part."""

@@ -253,3 +253,111 @@ def embedding_model_sgd(weights: dict[str, np.ndarray], inputs: np.ndarray, labe
         for name, g in grads.items():
             w[name] -= learning_rate * scale * g
     return {"losses": losses, "grad_norms": grad_norms, "weights": w}
+
+
+# ---------------------------------------------------------------------------------------------------- modern decoder
+def rms_norm(x: np.ndarray, scale: np.ndarray, epsilon: float) -> np.ndarray:
+    """x / sqrt(mean(x^2 over the last axis) + epsilon) * scale, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.sqrt(np.mean(x**2, axis=-1, keepdims=True) + epsilon) * np.asarray(scale, dtype=np.float64)
+
+
+def rotary(x: np.ndarray, positions: np.ndarray, theta: float = 10000.0) -> np.ndarray:
+    """Rotary position embedding of x [..., T, hd] at positions [T], halves pairing, float64: feature i pairs with
+    i + hd/2 and the pair turns by positions[t] * theta^(-2i/hd)."""
+    x = np.asarray(x, dtype=np.float64)
+    half = x.shape[-1] // 2
+    frequencies = float(theta) ** (-2.0 * np.arange(half) / x.shape[-1])
+    angle = np.asarray(positions, dtype=np.float64)[:, None] * frequencies[None, :]  # [T, hd/2]
+    cos, sin = np.cos(angle), np.sin(angle)
+    first, second = x[..., :half], x[..., half:]
+    return np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+
+
+def swiglu(x: np.ndarray, gate: np.ndarray, up: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """down(silu(x gate) * (x up)) with bias-free kernels gate, up [d, F] and down [F, d], float64."""
+    x = np.asarray(x, dtype=np.float64)
+    g = x @ gate
+    return (g / (1.0 + np.exp(-g)) * (x @ up)) @ np.asarray(down, dtype=np.float64)
+
+
+def grouped_query_attention(x: np.ndarray, weights: dict[str, np.ndarray], positions: np.ndarray,
+                            theta: float = 10000.0) -> np.ndarray:
+    """Causal grouped-query self-attention y [B, T, d] of x [B, T, d] in float64, without biases.
+
+    weights: query_kernel [d, H, hd], key_kernel and value_kernel [d, H_kv, hd], output_kernel [H, hd, d]. q and k
+    (never v) are rotated at `positions` [T]; query head j uses key/value head j // (H / H_kv).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    q, k, v = (np.einsum("btd,dhk->bhtk", x, weights[f"{name}_kernel"].astype(np.float64))
+               for name in ("query", "key", "value"))
+    q, k = rotary(q, positions, theta), rotary(k, positions, theta)
+    groups = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, groups, axis=1), np.repeat(v, groups, axis=1)
+    length = x.shape[1]
+    attended, _ = attention(q, k, v, np.tril(np.ones((length, length), dtype=bool)))
+    return np.einsum("bhtk,hkd->btd", attended, weights["output_kernel"].astype(np.float64))
+
+
+def modern_block(x: np.ndarray, weights: dict[str, np.ndarray], positions: np.ndarray, epsilon: float = 1e-6,
+                 theta: float = 10000.0, prefix: str = "") -> np.ndarray:
+    """Pre-norm block in float64: h = x + GQA(RMSNorm(x)), out = h + SwiGLU(RMSNorm(h)).
+
+    weights keyed "<prefix>attention_norm/scale", "<prefix>attention/<query|key|value|output>_kernel",
+    "<prefix>mlp_norm/scale", "<prefix>mlp/<gate|up|down>/kernel".
+    """
+    attention_weights = {f"{n}_kernel": weights[f"{prefix}attention/{n}_kernel"]
+                         for n in ("query", "key", "value", "output")}
+    h = np.asarray(x, dtype=np.float64)
+    h = h + grouped_query_attention(rms_norm(h, weights[f"{prefix}attention_norm/scale"], epsilon),
+                                    attention_weights, positions, theta)
+    mlp = [weights[f"{prefix}mlp/{n}/kernel"].astype(np.float64) for n in ("gate", "up", "down")]
+    return h + swiglu(rms_norm(h, weights[f"{prefix}mlp_norm/scale"], epsilon), *mlp)
+
+
+def modern_language_model(weights: dict[str, np.ndarray], tokens: np.ndarray, num_layers: int,
+                          epsilon: float = 1e-6, theta: float = 10000.0) -> np.ndarray:
+    """Logits [B, T, V] in float64 of the modern decoder: h = E[tokens] (no positional embedding), `num_layers`
+    pre-norm blocks ("block_<i>/..." weights, see `modern_block`), then final_norm and the untied output layer
+    (logits = RMSNorm(h) W, W = "output_layer/kernel" [d, V], no bias)."""
+    h = weights["token_embedding/embeddings"].astype(np.float64)[np.asarray(tokens)]
+    positions = np.arange(h.shape[1])
+    for i in range(num_layers):
+        h = modern_block(h, weights, positions, epsilon, theta, prefix=f"block_{i}/")
+    return rms_norm(h, weights["final_norm/scale"], epsilon) @ weights["output_layer/kernel"].astype(np.float64)
+
+
+def adamw(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], learning_rate: float, beta_1: float,
+          beta_2: float, epsilon: float, weight_decay: float) -> dict[str, np.ndarray]:
+    """Parameters after each of S AdamW steps {name: [S, ...]} (float64), Keras's update: at step t = 1, 2, ...
+    matrices (rank >= 2) first decay, p <- p - lr * weight_decay * p (vectors never do); then
+    m <- m + (g - m)(1 - b1), v <- v + (g^2 - v)(1 - b2), p <- p - lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps).
+
+    grads: {name: [S, ...]}, the gradient of each step.
+    """
+    out = {}
+    for name, value in params.items():
+        p = np.asarray(value, dtype=np.float64).copy()
+        m, v, steps = np.zeros_like(p), np.zeros_like(p), []
+        for t, g in enumerate(np.asarray(grads[name], dtype=np.float64), start=1):
+            if p.ndim >= 2:
+                p = p - learning_rate * weight_decay * p
+            m = m + (g - m) * (1 - beta_1)
+            v = v + (g**2 - v) * (1 - beta_2)
+            alpha = learning_rate * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+            p = p - alpha * m / (np.sqrt(v) + epsilon)
+            steps.append(p.copy())
+        out[name] = np.stack(steps)
+    return out
+
+
+def warmup_cosine(step: float, peak: float, warmup_steps: int, total_steps: int, final_lr: float = 0.0) -> float:
+    """The learning rate at optimizer step `step` (0 for the first update): peak * s / warmup_steps during the warmup,
+    then final_lr + (peak - final_lr) * (1 + cos(pi * (s - warmup_steps) / (total_steps - warmup_steps))) / 2 up to
+    total_steps, final_lr after."""
+    if step < warmup_steps:
+        return peak * step / warmup_steps
+    if step >= total_steps:
+        return final_lr
+    progress = (step - warmup_steps) / (total_steps - warmup_steps)
+    return final_lr + (peak - final_lr) * 0.5 * (1.0 + np.cos(np.pi * progress))
