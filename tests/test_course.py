@@ -19,10 +19,10 @@ def test_presets_are_the_documented_ones():
     assert presets() == ("all", "classic", "hw1", "hw2", "hw3", "no-recurrent")
 
 
-def test_all_is_every_part_with_the_tables_points():
+def test_all_is_every_part_and_100_points():
     course = load()
     assert course.name == "all" and course.parts == tuple(p.key for p in PARTS) and course.solved == ()
-    assert course.points == {s.name: float(s.points) for s in SECTIONS if s.points}
+    assert list(course.points) == [s.name for s in SECTIONS if s.points]  # every graded section, in report order
     assert sum(course.points.values()) == 100
 
 
@@ -45,8 +45,9 @@ def test_required_parts_ship_solved_and_unneeded_ones_are_left_out():
     hw2 = load("hw2")
     assert hw2.solved == ("preprocess",)  # the training loop cuts windows; the transformer is a selected model
     assert {"rnn", "lstm"} <= set(hw2.left_out_modules) and "preprocess" not in hw2.left_out_modules
-    hw3 = load("hw3")  # training alone: its windows, its samples and a model (the first alternative) ship solved
-    assert hw3.parts == ("train",) and hw3.solved == ("preprocess", "samplers", "transformer")
+    hw3 = load("hw3")  # the modern decoder: part 4's attention, the samplers and training (with its windows) solved
+    assert hw3.parts == ("modern",) and hw3.solved == ("preprocess", "samplers", "transformer", "train")
+    assert {"rnn", "lstm"} <= set(hw3.left_out_modules)
     hw1 = load("hw1")
     assert hw1.solved == () and {"samplers", "transformer", "train", "loop", "trainer"} <= set(hw1.left_out_modules)
     assert set(hw1.points) == {"preprocess", "rnn", "lstm", "audit"}

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from autograder.judge.registry import Scaled, TestFailure, hidden_test
 
-FORBIDDEN_LAYERS = ("LSTM", "SimpleRNN", "GRU", "LSTMCell", "SimpleRNNCell", "GRUCell", "MultiHeadAttention")
-FORBIDDEN_PACKAGES = ("keras_hub.samplers", "keras_nlp.samplers")
+FORBIDDEN_LAYERS = ("LSTM", "SimpleRNN", "GRU", "LSTMCell", "SimpleRNNCell", "GRUCell", "MultiHeadAttention",
+                    "RMSNormalization", "GroupQueryAttention", "GroupedQueryAttention")
+FORBIDDEN_PACKAGES = ("keras_hub.samplers", "keras_nlp.samplers", "keras_hub.layers", "keras_nlp.layers")
 KERAS_ROOTS = ("keras", "tensorflow.keras", "tf_keras", "tensorflow.python.keras", "keras_core")
 _DOTTED_IN_STRING = re.compile(
     r"\b(?:keras|tf\.keras|tensorflow\.keras)(?:\.\w+)*\.(" + "|".join(FORBIDDEN_LAYERS) + r")\b"
