@@ -1,16 +1,21 @@
 """Hidden tests of part 6: the modern decoder (modern.py, section `modern`) and its optimizer (optim.py, section
 `optimizer`).
 
-Expected values come from the numpy oracles in `oracles.py` (RMSNorm, rotary embedding, SwiGLU, grouped-query
-attention with RoPE, the whole decoder, AdamW, the warmup-cosine schedule) and, for grouped-query attention with RoPE
-the identity (every position 0), from keras.layers.GroupQueryAttention with the kernels copied. While the fixtures are
-recorded, the AdamW and schedule oracles are also checked against keras.optimizers.AdamW (vectors excluded from
-decay) and keras.optimizers.schedules.CosineDecay (warmup from 0 to the peak), which define the same rules.
+Expected values come from the numpy oracles in `oracles.py` (RMSNorm, the rotary embedding, SwiGLU, the whole decoder,
+AdamW, the warmup-cosine schedule) and, for grouped-query attention with RoPE the identity (every position 0), from
+keras.layers.GroupQueryAttention with the kernels copied. While the fixtures are recorded, the AdamW and schedule
+oracles are also checked against keras.optimizers.AdamW (vectors excluded from decay) and
+keras.optimizers.schedules.CosineDecay (warmup from 0 to the peak), which define the same rules.
 
-A model's cache is checked by its use (step equals call, generation past the context equals a full recompute), and
-the layer's cache also by its contents: each position's key rotated at its absolute position, values never rotated.
-Graph mode is graded apart from the values: AdamW under tf.function must take the steps it takes eagerly, and the
-schedule called with a step variable inside tf.function must give the values it gives on Python ints.
+Each test grades one thing, so that a bug costs the tests of what it breaks (see "Points rationale" in the README):
+the whole-model oracle is the one test that every component of the decoder reaches. Elsewhere a component is checked
+against the submission's own other components: RoPE inside the attention by its relative-position property (outputs
+at positions p + c equal those at p: queries and keys rotated, values not), the key cache against the submission's
+rotary_embedding, the block against its own sublayers wired as a pre-norm block, float16 results against the same
+code on the values in float32, weight decay against the decay-free steps of the same AdamW (with the gradients given,
+decoupled decay changes only p_t = (1 - lr wd) p_{t-1} - step_t), tf.function against eager. A tiled instead of
+repeated grouping of the key/value heads, a RoPE pairing adjacent features or another theta exponent, a wrong Adam
+step: each loses its own tests and, for the decoder's layers, the model oracle, not every test that runs them.
 """
 
 from __future__ import annotations
@@ -476,9 +481,9 @@ def test_no_biases(ctx) -> None:
         raise TestFailure(f"{what}: the modern decoder has no biases, found {biases[:3]}.")
     count = sum(int(np.prod(s)) for s in shapes)
     if count != _parameter_count(config):
-        raise TestFailure(f"{what}: {count} weights, expected {_parameter_count(config)} (the embedding, per block "
-                          "two RMSNorm scales, four attention kernels with H_kv key/value heads and three SwiGLU "
-                          "kernels, the final scale and the untied output kernel; nothing else).")
+        raise TestFailure(f"{what}: {count} trainable weights, expected {_parameter_count(config)} (the embedding, "
+                          "per block two RMSNorm scales, four attention kernels with H_kv key/value heads and three "
+                          "SwiGLU kernels, the final scale and the untied output kernel; nothing else).")
 
 
 @hidden_test("ModernLanguageModel rejects more than context_length tokens with ValueError", PART, 0.25)

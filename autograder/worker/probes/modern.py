@@ -247,16 +247,17 @@ def untied_output(sub, config: dict, seed: int, tokens: np.ndarray, token: int, 
 
 @probe("modern.model_weights")
 def model_weights(sub, config: dict, seed: int, tokens: np.ndarray) -> dict:
-    """{"paths": every weight's path, "shapes": their shapes} of ModernLanguageModel(**config) after a call on
-    tokens [B, T] (which must give logits [B, T, V])."""
+    """{"paths": every trainable weight's path, "shapes": their shapes} of ModernLanguageModel(**config) after a call
+    on tokens [B, T] (which must give logits [B, T, V])."""
     import tensorflow as tf
 
     model = _model(sub, config, seed)
     logits = model(tf.constant(tokens, tf.int32))
     if tuple(logits.shape) != (*tokens.shape, int(config["vocab_size"])):
         raise ValueError(f"the model returned logits of shape {list(logits.shape)}")
-    return {"paths": [str(getattr(v, "path", v.name)) for v in model.weights],
-            "shapes": [[int(n) for n in v.shape] for v in model.weights]}
+    weights = model.trainable_weights
+    return {"paths": [str(getattr(v, "path", v.name)) for v in weights],
+            "shapes": [[int(n) for n in v.shape] for v in weights]}
 
 
 @probe("modern.too_long")
