@@ -216,7 +216,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _write_stencil(target: Path) -> None:
-    subprocess.run([sys.executable, str(ROOT / "tools" / "make_stencil.py"), "--target", str(target)], cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "tools.make_stencil", "--target", str(target)], cwd=ROOT,
                    check=True, stdout=subprocess.DEVNULL)
 
 
