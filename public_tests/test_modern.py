@@ -342,6 +342,7 @@ def test_adamw_with_the_schedule_in_a_compiled_step(optim):
     start = [v.numpy() for v in variables]
     gradients = _gradients(25, 6)
     schedule = optim.WarmupCosineSchedule(0.1, warmup_steps=2, total_steps=5, final_lr=0.01)
+    assert float(schedule(0)) == 0.0  # eagerly first: an error shows here as itself, not inside a graph's trace
     optimizer = optim.AdamW(learning_rate=schedule, weight_decay=0.2)
     optimizer.build(variables)
     apply = tf.function(lambda grads: optimizer.apply_gradients(zip(grads, variables, strict=True)))  # graph mode
