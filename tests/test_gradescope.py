@@ -14,6 +14,7 @@ an unprivileged user can run, for a second set-up graded with the reference. Nee
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -109,26 +111,38 @@ def _autograder_root() -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def autograder_zip(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("build") / "autograder.zip"
-    subprocess.run([sys.executable, "-m", "autograder", "build", "--out", str(out)], cwd=ROOT, check=True,
-                   capture_output=True)
+def _build_zip(out: Path, course: str = "all") -> Path:
+    """`python -m autograder build --course COURSE --out OUT`."""
+    subprocess.run([sys.executable, "-m", "autograder", "build", "--course", course, "--out", str(out)], cwd=ROOT,
+                   check=True, capture_output=True)
     return out
 
 
-@pytest.fixture(scope="module")
-def gradescope(autograder_zip: Path):
-    made_student = not users.user_exists("student")  # setup.sh creates it, as on Gradescope
+@contextlib.contextmanager
+def _site(autograder_zip: Path, python: str) -> Iterator[Gradescope]:
+    """A fresh autograder root set up from `autograder_zip` with `python`; removed afterwards, with the user `student`
+    when its setup.sh created it (as on Gradescope)."""
+    made_student = not users.user_exists("student")
     root = _autograder_root()
-    site = Gradescope(root, autograder_zip)
     try:
-        site.setup(SETUP_PYTHON)
+        site = Gradescope(root, autograder_zip)
+        site.setup(python)
         yield site
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if made_student:
             users.remove_user("student")
+
+
+@pytest.fixture(scope="module")
+def autograder_zip(tmp_path_factory) -> Path:
+    return _build_zip(tmp_path_factory.mktemp("build") / "autograder.zip")
+
+
+@pytest.fixture(scope="module")
+def gradescope(autograder_zip: Path):
+    with _site(autograder_zip, SETUP_PYTHON) as site:
+        yield site
 
 
 def _package(tmp_path: Path, source: str) -> Path:
@@ -173,22 +187,7 @@ def test_untouched_stencil_gets_zero(gradescope: Gradescope, tmp_path: Path) -> 
 def test_student_release_submission_zip_gets_full_marks(gradescope: Gradescope, tmp_path: Path) -> None:
     """The student's path: unpack student.zip, write the solution, `python -m stencil.submit`, upload the zip
     (Gradescope unzips an uploaded zip into submission/)."""
-    release = tmp_path / "student.zip"
-    subprocess.run([sys.executable, "-m", "tools.make_release", "--out", str(release)], cwd=ROOT, check=True,
-                   capture_output=True)
-    with zipfile.ZipFile(release) as archive:
-        archive.extractall(tmp_path / "unpacked")
-    (home,) = (tmp_path / "unpacked").iterdir()  # the release is one top-level folder
-    package = home / "stencil"
-    assert package.is_dir(), sorted(p.name for p in home.iterdir())
-    for name in REQUIRED_FILES:
-        shutil.copy2(ROOT / "assignment" / name, package / name)
-    subprocess.run([sys.executable, "-m", "stencil.submit"], cwd=home, check=True, capture_output=True,
-                   env={"PATH": os.environ["PATH"], "HOME": str(home)})
-    uploaded = tmp_path / "uploaded"
-    with zipfile.ZipFile(home / "submission.zip") as archive:
-        archive.extractall(uploaded)
-    results = gradescope.grade(uploaded)
+    results = gradescope.grade(_release_submission(tmp_path, "all", solve=True))
     assert _failed(results) == [] and results["score"] == FULL_MARKS
 
 
@@ -252,21 +251,13 @@ def test_shipped_files_are_exactly_the_allow_list(autograder_zip: Path) -> None:
 @pytest.mark.skipif(not PYTHON310, reason="LMKIT_PYTHON310 names no Python 3.10 that the worker user can run")
 def test_setup_on_python_310_grades_the_reference(autograder_zip: Path, tmp_path: Path) -> None:
     """Gradescope's default image has Python 3.10: set up from it and grade the reference."""
-    made_student = not users.user_exists("student")
-    root = _autograder_root()
-    try:
-        site = Gradescope(root, autograder_zip)
-        site.setup(PYTHON310)
-        version = subprocess.run([str(root / "lmkit-venv" / "bin" / "python"), "-c",
+    with _site(autograder_zip, PYTHON310) as site:
+        version = subprocess.run([str(site.root / "lmkit-venv" / "bin" / "python"), "-c",
                                   "import sys, keras; print(sys.version_info[:2], keras.__version__)"],
                                  capture_output=True, text=True, check=True).stdout
         assert version.startswith("(3, 10)"), version
         results = site.grade(_package(tmp_path, "assignment"))
         assert _failed(results) == [] and results["score"] == FULL_MARKS
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-        if made_student:
-            users.remove_user("student")
 
 
 # ---------------------------------------------------------------------------------------------------- a course
@@ -276,32 +267,23 @@ COURSE = "hw2"
 
 @pytest.fixture(scope="module")
 def course_site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("build") / f"autograder-{COURSE}.zip"
-    subprocess.run([sys.executable, "-m", "autograder", "build", "--course", COURSE, "--out", str(out)], cwd=ROOT,
-                   check=True, capture_output=True)
-    made_student = not users.user_exists("student")
-    root = _autograder_root()
-    site = Gradescope(root, out)
-    try:
-        site.setup(SETUP_PYTHON)
+    with _site(_build_zip(tmp_path_factory.mktemp("build") / f"autograder-{COURSE}.zip", COURSE),
+               SETUP_PYTHON) as site:
         yield site
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-        if made_student:
-            users.remove_user("student")
 
 
-def _course_release(tmp_path: Path, solve: bool) -> Path:
+def _release_submission(tmp_path: Path, course: str, solve: bool) -> Path:
     """The course's student.zip unpacked, its TODOs filled from the reference when `solve`, submitted with
     `python -m stencil.submit` and uploaded (unzipped into a submission folder)."""
     release = tmp_path / "student.zip"
-    subprocess.run([sys.executable, "-m", "tools.make_release", "--course", COURSE, "--out", str(release)], cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "tools.make_release", "--course", course, "--out", str(release)], cwd=ROOT,
                    check=True, capture_output=True)
     with zipfile.ZipFile(release) as archive:
         archive.extractall(tmp_path / "unpacked")
-    (home,) = (tmp_path / "unpacked").iterdir()
+    (home,) = (tmp_path / "unpacked").iterdir()  # the release is one top-level folder
+    assert (home / "stencil").is_dir(), sorted(p.name for p in home.iterdir())
     if solve:
-        for name in load_course(COURSE).student_modules:
+        for name in load_course(course).student_modules:
             source = (ROOT / "assignment" / f"{name}.py").read_text(encoding="utf-8")
             (home / "stencil" / f"{name}.py").write_text(source.replace("assignment.", "stencil."), encoding="utf-8")
     subprocess.run([sys.executable, "-m", "stencil.submit"], cwd=home, check=True, capture_output=True,
@@ -309,15 +291,16 @@ def _course_release(tmp_path: Path, solve: bool) -> Path:
     uploaded = tmp_path / "uploaded"
     with zipfile.ZipFile(home / "submission.zip") as archive:
         archive.extractall(uploaded)
-    assert not (uploaded / "rnn.py").exists()  # part 2 is not in this course
     return uploaded
 
 
 def test_course_zip_gives_its_release_full_marks_and_its_stencil_zero(course_site: Gradescope, tmp_path: Path) -> None:
     course = load_course(COURSE)
-    results = course_site.grade(_course_release(tmp_path / "solved", solve=True))
+    solved = _release_submission(tmp_path / "solved", COURSE, solve=True)
+    assert not (solved / "rnn.py").exists()  # part 2 is not in this course
+    results = course_site.grade(solved)
     assert _failed(results) == [] and results["score"] == FULL_MARKS == sum(course.points.values())
     assert {t["name"].split(":")[0] for t in results["tests"]} == set(course.points)
     assert results["extra_data"]["status"] == "ok" and "could not be imported" not in results["output"]
-    results = course_site.grade(_course_release(tmp_path / "stencil", solve=False))
+    results = course_site.grade(_release_submission(tmp_path / "stencil", COURSE, solve=False))
     assert results["score"] == 0 and len(_failed(results)) == len(results["tests"]) > 20
