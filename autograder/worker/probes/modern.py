@@ -6,7 +6,7 @@ import numpy as np
 
 from .common import assign_weights, error_name, seed_everything, to_numpy, weight_name
 from .registry import probe
-from .transformer import _assign_by_path, _filtered
+from .transformer import _assign_by_path, generate_and_recompute
 
 
 # ---------------------------------------------------------------------------------------------------- layers
@@ -276,28 +276,9 @@ def generate(sub, config: dict, seed: int, scale: float, prompt: np.ndarray, max
     its context, and what each step should draw given the tokens before it (as the probe transformer.generate does
     for part 4's model): {"ids": [B, T0 + N], "expected": [N, B], "logits": [N, B, V] (the recomputed next-token
     logits)}. The decoding step runs as a plain graph (jit_decode False)."""
-    import tensorflow as tf
-
     model = _model(sub, config, seed, scale=scale)
-    model.jit_decode = False
-    n, limit = int(max_new_tokens), int(config["context_length"])
-    ids = to_numpy(sub.module("samplers").generate(model, prompt, n, temperature=temperature, top_k=int(top_k),
-                                                   top_p=float(top_p), seed=int(generate_seed)))
-    if ids.shape != (prompt.shape[0], prompt.shape[1] + n):
-        raise ValueError(f"generate returned ids of shape {list(ids.shape)}, expected "
-                         f"{[prompt.shape[0], prompt.shape[1] + n]}")
-    start, end = max(prompt.shape[1] - limit, 0), prompt.shape[1]  # the cache holds ids[:, start:end]
-    expected, logits = [], []
-    for s in range(n):
-        last = model(tf.constant(ids[:, start:end], tf.int32))[:, -1]
-        logits.append(to_numpy(last))
-        filtered = _filtered(last, float(temperature), int(top_k), float(top_p))
-        expected.append(to_numpy(tf.random.stateless_categorical(
-            filtered, 1, seed=tf.constant([int(generate_seed), s], tf.int64), dtype=tf.int32)[:, 0]))
-        if end - start >= limit:
-            start = end + 1 - max(limit // 2, 1)
-        end += 1
-    return {"ids": ids, "expected": np.stack(expected), "logits": np.stack(logits)}
+    return generate_and_recompute(sub, model, prompt, int(max_new_tokens), int(config["context_length"]),
+                                  temperature, top_k, top_p, generate_seed)
 
 
 # ---------------------------------------------------------------------------------------------------- optimizer

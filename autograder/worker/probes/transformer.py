@@ -233,18 +233,26 @@ def generate(sub, config: dict, seed: int, scale: float, prompt: np.ndarray, max
     The handout's rule fixes which tokens the cache holds at every step (the prompt's last C tokens, one more per
     step, a restart from the last C // 2 when full); step s should draw from the full recompute model(those tokens)
     at the last position, filtered by temperature, top-k and top-p, with stateless_categorical and seed
-    [generate_seed, s]. Returns {"ids": [B, T0 + N], "expected": [N, B], "logits": [N, B, V] (the recomputed
-    next-token logits)}.
+    [generate_seed, s] (`generate_and_recompute`). Returns {"ids": [B, T0 + N], "expected": [N, B], "logits":
+    [N, B, V] (the recomputed next-token logits)}.
     """
-    import tensorflow as tf
-
     model = _model(sub, config, seed)
     rng = np.random.default_rng(seed)
     for variable in model.weights:
         base = 1.0 if variable.path.endswith("gamma") else 0.0
         variable.assign(base + rng.normal(0.0, float(scale), tuple(variable.shape)).astype(np.float32))
+    return generate_and_recompute(sub, model, prompt, int(max_new_tokens), int(config["context_length"]),
+                                  temperature, top_k, top_p, generate_seed)
+
+
+def generate_and_recompute(sub, model, prompt: np.ndarray, n: int, limit: int, temperature: float, top_k: int,
+                           top_p: float, generate_seed: int) -> dict:
+    """samplers.generate(model, prompt, n) with model.step as a plain graph, and what each step should draw: the
+    full recompute model(the tokens the cache holds) at the last position, filtered and drawn with seed
+    [generate_seed, s]. `limit` is the model's context length. {"ids", "expected", "logits"} as the probes return."""
+    import tensorflow as tf
+
     model.jit_decode = False
-    n, limit = int(max_new_tokens), int(config["context_length"])
     ids = to_numpy(sub.module("samplers").generate(model, prompt, n, temperature=temperature, top_k=int(top_k),
                                                    top_p=float(top_p), seed=int(generate_seed)))
     if ids.shape != (prompt.shape[0], prompt.shape[1] + n):
