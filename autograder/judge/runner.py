@@ -59,8 +59,9 @@ class Limits:
     which the kernel drops under pressure and whose count varies with the kernel and the CPU) plus its private memory
     (anonymous pages: about 220 MB once TensorFlow is imported, 275 MB at the peak of the reference's probes, the
     worker collecting each probe's garbage before the next). The watchdog stops the worker when its private memory
-    passes 400 MB, so judge and worker keep 768 - 60 - 400, about 300 MB, for the library pages in use. RLIMIT_DATA makes a huge allocation fail at once with MemoryError; RLIMIT_AS stays off
-    by default because TensorFlow reserves much more address space than it uses.
+    passes 400 MB, so judge and worker keep 768 - 60 - 400, about 300 MB, for the library pages in use. RLIMIT_DATA
+    makes a huge allocation fail at once with MemoryError; RLIMIT_AS stays off by default because TensorFlow reserves
+    much more address space than it uses.
     """
 
     memory_mb: int = 400
