@@ -22,6 +22,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from bench.corpus import add_text_option, load_text
 
@@ -31,7 +32,7 @@ SPLIT = "train"
 OPTIMIZERS = ("keras", "own")
 
 
-def make_update(optimizer, variables: list, gradients: list):
+def make_update(optimizer, variables: list, gradients: list) -> Callable[[], int]:
     """A call that applies the fixed `gradients` to `variables` with `optimizer` in a tf.function, and waits for it."""
     import tensorflow as tf
 
@@ -44,6 +45,7 @@ def make_update(optimizer, variables: list, gradients: list):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Time both optimizers' train steps and updates in turn; print the table. Returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m bench.bench_optimizer", description=__doc__.splitlines()[0])
     add_text_option(parser, SPLIT)
     parser.add_argument("--model", default="transformer", help="model kind of the training command")
