@@ -1,7 +1,7 @@
 """Benchmark: generation with the transformer's key/value cache against recomputing the whole sequence every token.
 
     python -m bench.bench_kv_cache [--tokens 256] [--context-length 128] [--d-model 128] [--num-layers 4] [--batch 1]
-        [--repeats 5]
+        [--repeats 5] [--num-heads 8 --kv-heads 8 2 1]
 
 Builds an untrained TransformerLanguageModel with the default training configuration (weights do not change the
 cost), then times `samplers.generate` (one `model.step` per new token: the cache has a fixed capacity of
@@ -13,6 +13,12 @@ left out. Then --repeats rounds each time the cache (greedy and sampling) and th
 so that both see the same load on a shared machine: tokens/s are the fastest round's, and the compiled speed-up is
 the median over rounds of each round's ratio, with its range (the eager recompute, at over 20 s, runs once). Checks
 that the new tokens agree until the first cache restart.
+
+With --kv-heads it times part 6's modern decoder instead (untrained, same width, depth, heads and context): for each
+number of key/value heads H_kv given, the bytes of the key/value cache of `initial_state` (every block's key and
+value [B, H_kv, C, hd] in float32) and the tokens/s of `samplers.generate`, greedy, over --repeats rounds that take
+the H_kv values in turn (the fastest round's tokens/s; the ratio to the first H_kv is the median over rounds of each
+round's ratio). Query heads H_kv = H is multi-head attention, H_kv = 1 multi-query attention.
 """
 
 from __future__ import annotations
@@ -35,7 +41,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5,
                         help="rounds of timing the cache and the compiled recompute back to back")
+    parser.add_argument("--kv-heads", type=int, nargs="+",
+                        help="time the modern decoder's cached generation for each of these key/value head counts")
     args = parser.parse_args()
+    if args.kv_heads:
+        compare_kv_heads(args)
+        return
 
     import keras
     import numpy as np
@@ -95,6 +106,44 @@ def main() -> None:
     agree = min(args.context_length - prompt.shape[1], args.tokens)  # before the first cache restart
     same = np.array_equal(cached[:, : 8 + agree], compiled[:, : 8 + agree]) and np.array_equal(compiled, eager)
     print(f"greedy tokens agree over the first {agree} (and both recomputes everywhere): {same}")
+
+
+def compare_kv_heads(args: argparse.Namespace) -> None:
+    """Print the cache bytes and generation tokens/s of the modern decoder for each H_kv in args.kv_heads."""
+    import keras
+    import numpy as np
+
+    from assignment import samplers
+    from assignment.modern import ModernLanguageModel
+
+    prompt = np.random.default_rng(0).integers(0, args.vocab_size, (args.batch, 8)).astype(np.int32)
+    models = {}
+    for kv_heads in args.kv_heads:
+        keras.utils.set_random_seed(0)
+        models[kv_heads] = ModernLanguageModel(args.vocab_size, args.context_length, args.d_model, args.num_heads,
+                                               kv_heads, args.num_layers)
+        samplers.generate(models[kv_heads], prompt, args.tokens, temperature=0.0)  # builds, traces and compiles
+    times: dict[int, list[float]] = {kv_heads: [] for kv_heads in models}
+    for _ in range(args.repeats):  # the H_kv values take turns, so that all see the same load
+        for kv_heads, model in models.items():
+            start = time.perf_counter()
+            np.asarray(samplers.generate(model, prompt, args.tokens, temperature=0.0))
+            times[kv_heads].append(time.perf_counter() - start)
+    n = args.tokens * args.batch
+    first = args.kv_heads[0]
+    print(f"modern d_model={args.d_model} layers={args.num_layers} heads H={args.num_heads} "
+          f"context={args.context_length}, batch {args.batch}, {args.tokens} new tokens, greedy (CPU)")
+    print(f"{'H_kv':>4s} {'params':>9s} {'cache bytes':>12s} {'cache / H_kv=' + str(first):>16s} "
+          f"{'tokens/s':>9s} {'tokens/s / H_kv=' + str(first):>26s}")
+    cache_bytes = {}
+    for kv_heads, model in models.items():
+        state = model.initial_state(args.batch)
+        cache_bytes[kv_heads] = sum(int(np.prod(t.shape)) * t.dtype.size for c in state["caches"] for t in c.values())
+        params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+        ratios = sorted(b / a for a, b in zip(times[kv_heads], times[first], strict=True))
+        print(f"{kv_heads:4d} {params:9,d} {cache_bytes[kv_heads]:12,d} "
+              f"{cache_bytes[kv_heads] / cache_bytes[first]:16.3f} {n / min(times[kv_heads]):9.1f} "
+              f"{f'x{ratios[len(ratios) // 2]:.2f} (x{ratios[0]:.2f} to x{ratios[-1]:.2f})':>26s}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python -m bench.bench_time_to_loss [--text FILE] [--target 1.88] [--lr 4e-3] [--warmup 50] [--decay-steps 1200]
         [--beta2 0.99] [--weight-decay 0.1] [--seed 0] [--eval-every 50] [--skip-modes [--jit-compile]]
+        [--compare-modern]
 
 The text is the whole default corpus (Shakespeare's plays, every play in (genre, name) order; see `bench.corpus`)
 unless --text FILE is given. The configuration of nanoGPT's well-known character-level CPU run: first 90 % of the
@@ -29,6 +30,15 @@ The reported training time is the sum over steps 2, 3, ..., n of the wall time o
 the compiled step until its loss is available on the host. It excludes building the model, step 1 (which traces
 the step function), the evaluations and printing. The reported step n is the first evaluated step whose validation
 loss is <= --target, so the true first step is resolved to --eval-every steps.
+
+With --compare-modern it trains the 2019 transformer above and part 6's modern decoder (RMSNorm, rotary positions,
+SwiGLU of the default hidden size, H_kv = H, untied output; same width, depth, heads and context) side by side with the
+same optimiser, data order and initial seed, one step of each in turn (in `tf.function`), so that both see the same
+load on a shared machine. At d_model 128 the two have equal parameter counts within 2 % (the SwiGLU's three
+128 x 352 matrices against the MLP's two 128 x 512, the untied output against the learned positions); the table
+prints both counts. Both are evaluated every --eval-every steps until both reached --target or --max-steps; the
+table gives each model's ms/step, tokens/s, steps and seconds of training to --target, and the steps and seconds the
+modern decoder took to reach the transformer's last validation loss.
 """
 
 from __future__ import annotations
@@ -45,6 +55,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # must precede importing Te
 SPLIT = None  # the whole text: the benchmark cuts its own validation part
 CONFIG = {"model": "transformer", "context_length": 64, "d_model": 128, "num_heads": 4, "num_layers": 4,
           "dropout": 0.0, "positional": "learned"}
+MODERN_CONFIG = {"model": "modern", "context_length": 64, "d_model": 128, "num_heads": 4, "num_kv_heads": 4,
+                 "num_layers": 4}
 BATCH = 12
 EVAL_BATCHES, EVAL_BATCH_SIZE = 20, 64
 MODE_ROUNDS = 5
@@ -67,6 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-modes", action="store_true",
                         help="skip the eager / tf.function / jit_compile comparison and train with tf.function")
     parser.add_argument("--jit-compile", action="store_true", help="with --skip-modes: train with jit_compile=True")
+    parser.add_argument("--compare-modern", action="store_true",
+                        help="train the transformer and part 6's modern decoder side by side instead")
     args = parser.parse_args(argv)
     for name in ("max_steps", "decay_steps", "eval_every"):
         if getattr(args, name) < 1:
@@ -95,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"AdamW lr {args.lr:g}, warmup {args.warmup}, cosine to step {args.decay_steps}, beta2 {args.beta2:g}, "
           f"weight decay {args.weight_decay:g}, seed {args.seed}, evaluation every {args.eval_every} steps")
 
-    def setup(jit: bool | None):
+    def setup(jit: bool | None, model_config: dict = config):
         keras.utils.set_random_seed(args.seed)
-        model = build_model(config)
+        model = build_model(model_config)
         schedule = train.WarmupCosineSchedule(args.lr, args.warmup, args.decay_steps)
         optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay, beta_2=args.beta2)
         optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) < 2])
@@ -108,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
             step = train.make_train_step(model, optimizer, clip_norm=1.0, jit_compile=jit)
         return model, step, iter(loop.training_batches(ids[:cut], CONFIG["context_length"], BATCH, args.seed))
 
+    valid = loop.validation_batches(ids[cut:], CONFIG["context_length"], EVAL_BATCH_SIZE)
+    if args.compare_modern:
+        modern = {**MODERN_CONFIG, "vocab_size": config["vocab_size"]}
+        runs = {"transformer": setup(False), "modern": setup(False, modern)}
+        compare(runs, args, lambda model: train.evaluate(model, valid, max_batches=EVAL_BATCHES)["loss"])
+        return 0
     best = "jit_compile" if args.jit_compile else "tf.function"
     if not args.skip_modes:
         tokens = BATCH * CONFIG["context_length"]
@@ -129,7 +149,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:12s} {tokens / value:9,.0f} tokens/s")
         best = min(modes, key=per_step.get)
     model, step, batches = setup(best == "jit_compile")
-    valid = loop.validation_batches(ids[cut:], CONFIG["context_length"], EVAL_BATCH_SIZE)
     step(*next(batches))  # step 1 traces the function before the clock starts
     seconds, loss, n = 0.0, float("inf"), 1
     for n in range(2, args.max_steps + 1):
@@ -145,6 +164,45 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{best}: {reached} validation loss {args.target} after {n} steps, {seconds:.1f} s of training, "
           f"{1000 * seconds / max(n - 1, 1):.1f} ms/step")
     return 0
+
+
+def compare(runs: dict, args: argparse.Namespace, evaluate) -> None:
+    """Train the (model, step, batches) of `runs` one step of each in turn; print the curves and the table."""
+    import numpy as np
+
+    names = list(runs)
+    seconds = dict.fromkeys(names, 0.0)
+    curves: dict[str, list[tuple[int, float, float]]] = {name: [] for name in names}  # (step, seconds, loss)
+    for _, step, batches in runs.values():
+        step(*next(batches))  # step 1 traces the function before the clock starts
+    for n in range(2, args.max_steps + 1):
+        for name, (_, step, batches) in runs.items():
+            start = time.perf_counter()
+            float(step(*next(batches))["loss"])
+            seconds[name] += time.perf_counter() - start
+        if n % args.eval_every == 0 or n == args.max_steps:
+            for name, (model, _, _) in runs.items():
+                curves[name].append((n, seconds[name], evaluate(model)))
+            print(f"step {n:5d}  " + "  ".join(f"{name} {curves[name][-1][1]:6.1f} s loss {curves[name][-1][2]:.3f}"
+                                              for name in names), flush=True)
+            if all(curves[name][-1][2] <= args.target for name in names) or max(seconds.values()) > args.max_seconds:
+                break
+
+    def reach(name: str, target: float) -> str:
+        hit = next(((step, s) for step, s, loss in curves[name] if loss <= target), None)
+        return "not reached" if hit is None else f"{hit[0]:5d} steps {hit[1]:7.1f} s"
+
+    tokens = BATCH * CONFIG["context_length"]
+    last = curves[names[0]][-1][2]
+    print(f"{'model':12s} {'params':>9s} {'ms/step':>8s} {'tokens/s':>9s} {'last loss':>9s}  "
+          f"{'to loss ' + format(args.target, 'g'):>24s}  {f'to {names[0]} last loss {last:.3f}':>24s}")
+    for name, (model, _, _) in runs.items():
+        params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+        per_step = seconds[name] / max(curves[name][-1][0] - 1, 1)
+        print(f"{name:12s} {params:9,d} {1000 * per_step:8.1f} {tokens / per_step:9,.0f} {curves[name][-1][2]:9.3f}  "
+              f"{reach(name, args.target):>24s}  {reach(name, last):>24s}")
+    print(f"step time {names[1]} / {names[0]}: x{seconds[names[1]] / seconds[names[0]]:.2f} "
+          f"(over the same {curves[names[0]][-1][0] - 1} steps, taken in turn)")
 
 
 if __name__ == "__main__":

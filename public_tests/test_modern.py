@@ -1,8 +1,9 @@
 """Part 6, visible tests: RMSNorm, RoPE (halves pairing), SwiGLU and grouped-query attention against numpy versions of
 the handout's formulas on random weights, RoPE's worked example and properties (lengths kept, scores that depend on the
-offset only), GQA with H_kv = H against numpy multi-head attention, the whole modern decoder against a numpy forward
-pass, its key/value cache against recomputation, AdamW against a numpy AdamW step by step, the warmup-cosine schedule
-at hand-checked steps, and bad arguments.
+offset only), RMSNorm and RoPE on float16 inputs (float32 statistics and angles, float16 results), GQA with H_kv = H
+against numpy multi-head attention, the whole modern decoder against a numpy forward pass, its key/value cache against
+recomputation, AdamW against a numpy AdamW step by step, the warmup-cosine schedule at hand-checked steps, and bad
+arguments.
 """
 
 import math
@@ -149,6 +150,20 @@ def test_rotary_embedding_keeps_lengths_and_scores_depend_on_the_offset_only(mod
     offset_3 = [score(3, 0), score(5, 2), score(12, 9), score(40, 37)]
     np.testing.assert_allclose(offset_3, offset_3[0], atol=1e-4)
     assert abs(score(4, 0) - offset_3[0]) > 1e-3  # another offset, another score
+
+
+# ---------------------------------------------------------------------------------------------------- float16
+def test_rms_norm_and_rotary_embedding_compute_in_float32_and_keep_float16(modern):
+    """The handout's dtype contract: statistics and angles in float32, the result cast back to x's dtype."""
+    x = (random_x(6, (2, 3, 16)) * 400.0).astype(np.float16)  # squares above 65504 overflow in float16
+    y = modern.RMSNorm(dtype="mixed_float16")(tf.constant(x))  # float32 scale, float16 computation
+    assert y.dtype.name == "float16"
+    np.testing.assert_allclose(np.asarray(y, np.float32), rms_norm(x, np.ones(16)), rtol=2e-3, atol=2e-3)
+    x = random_x(7, (1, 2, 6, 8)).astype(np.float16)
+    positions = np.array([103, 150, 120, 187, 111, 199], np.int32)  # float16 angles here are off by up to 0.06 radians
+    out = modern.rotary_embedding(tf.constant(x), tf.constant(positions))
+    assert out.dtype.name == "float16"
+    np.testing.assert_allclose(np.asarray(out, np.float32), rope(x, positions), rtol=4e-3, atol=2e-3)
 
 
 # ---------------------------------------------------------------------------------------------------- SwiGLU

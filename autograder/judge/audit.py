@@ -6,6 +6,11 @@ and aliases, so `keras.layers.LSTM`, `tf.keras.layers.LSTM`, `from keras import 
 are all found, as are `getattr(anything, "LSTM")`, `{"class_name": "LSTM", ...}` configurations and dotted names in
 strings passed to calls (`importlib.import_module("keras_nlp.samplers")`, `eval("keras.layers.GRU(8)")`).
 Docstrings and comments are not code and are ignored.
+
+Some modules have rules of their own (MODULE_RULES, by file name): the student's optim.py writes AdamW and the
+warmup-cosine schedule, so there Keras's and TensorFlow's Adam, AdamW and cosine-decay schedules are forbidden too
+(`keras.optimizers.AdamW`, `tf.keras.optimizers.schedules.CosineDecay`, `tf.raw_ops.ResourceApplyAdam`,
+`keras.optimizers.get("adamw")`, ...), while the given train.py keeps using `keras.optimizers.AdamW`.
 """
 
 from __future__ import annotations
@@ -21,10 +26,30 @@ FORBIDDEN_LAYERS = ("LSTM", "SimpleRNN", "GRU", "LSTMCell", "SimpleRNNCell", "GR
                     "RMSNormalization", "GroupQueryAttention", "GroupedQueryAttention")
 FORBIDDEN_PACKAGES = ("keras_hub.samplers", "keras_nlp.samplers", "keras_hub.layers", "keras_nlp.layers")
 KERAS_ROOTS = ("keras", "tensorflow.keras", "tf_keras", "tensorflow.python.keras", "keras_core")
-_DOTTED_IN_STRING = re.compile(
-    r"\b(?:keras|tf\.keras|tensorflow\.keras)(?:\.\w+)*\.(" + "|".join(FORBIDDEN_LAYERS) + r")\b"
-    r"|\b(keras_hub|keras_nlp)\.samplers\b"
-)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Names forbidden under any of `roots` (e.g. `keras.layers.LSTM` for the name LSTM under the root keras)."""
+
+    names: tuple[str, ...]
+    roots: tuple[str, ...] = KERAS_ROOTS
+
+    def strings(self) -> re.Pattern:
+        """Dotted names under the roots in a string, e.g. "tf.keras.layers.GRU"."""
+        short = {"tf" + root.removeprefix("tensorflow") for root in self.roots if root.startswith("tensorflow")}
+        roots = "|".join(re.escape(root) for root in sorted({*self.roots, *short}))
+        return re.compile(r"\b(?:" + roots + r")(?:\.\w+)*\.(" + "|".join(self.names) + r")\b")
+
+
+LAYERS_RULE = Rule(FORBIDDEN_LAYERS)
+MODULE_RULES = {
+    "optim.py": Rule(("Adam", "AdamW", "AdamOptimizer", "AdamWOptimizer", "CosineDecay", "CosineDecayRestarts",
+                      "ApplyAdam", "ResourceApplyAdam"), (*KERAS_ROOTS, "tensorflow")),
+}
+"""File name -> what that module may not use on top of the layers: optim.py is where the student writes AdamW and
+the warmup-cosine schedule (part 6), so library optimizers and schedules that do that work are forbidden there."""
+_SAMPLERS_IN_STRING = re.compile(r"\b(keras_hub|keras_nlp)\.samplers\b")
 
 
 @dataclass(frozen=True)
@@ -37,15 +62,15 @@ class Finding:
         return f"{self.path}, line {self.line}: {self.what}"
 
 
-def _is_forbidden(dotted: str) -> str | None:
-    """The forbidden thing a fully resolved dotted name refers to, or None."""
+def _is_forbidden(dotted: str, rules: tuple[Rule, ...] = (LAYERS_RULE,)) -> str | None:
+    """The forbidden thing a fully resolved dotted name refers to under `rules` (or a forbidden package), or None."""
     for package in FORBIDDEN_PACKAGES:
         if dotted == package or dotted.startswith(package + "."):
             return dotted
     parts = dotted.split(".")
-    if parts[-1] in FORBIDDEN_LAYERS and len(parts) >= 2:
-        prefix = ".".join(parts[:-1])
-        if any(prefix == root or prefix.startswith(root + ".") for root in KERAS_ROOTS):
+    prefix = ".".join(parts[:-1])
+    for rule in rules:
+        if parts[-1] in rule.names and any(prefix == root or prefix.startswith(root + ".") for root in rule.roots):
             return dotted
     return None
 
@@ -55,6 +80,13 @@ class _Auditor(ast.NodeVisitor):
         self.path = path
         self.aliases: dict[str, str] = {}
         self.findings: list[Finding] = []
+        module_rule = MODULE_RULES.get(Path(path).name)
+        self.rules = (LAYERS_RULE,) if module_rule is None else (LAYERS_RULE, module_rule)
+        self.names = {name for rule in self.rules for name in rule.names}
+        self.string_patterns = [rule.strings() for rule in self.rules] + [_SAMPLERS_IN_STRING]
+
+    def _forbidden(self, dotted: str) -> str | None:
+        return _is_forbidden(dotted, self.rules)
 
     def _flag(self, node: ast.AST, what: str) -> None:
         self.findings.append(Finding(self.path, getattr(node, "lineno", 0), what))
@@ -67,7 +99,7 @@ class _Auditor(ast.NodeVisitor):
             else:
                 top = alias.name.split(".")[0]
                 self.aliases[top] = top
-            if _is_forbidden(alias.name):
+            if self._forbidden(alias.name):
                 self._flag(node, f"imports {alias.name}")
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
@@ -77,7 +109,7 @@ class _Auditor(ast.NodeVisitor):
         for alias in node.names:
             full = f"{module}.{alias.name}"
             self.aliases[alias.asname or alias.name] = full
-            found = _is_forbidden(full)
+            found = self._forbidden(full)
             if found:
                 self._flag(node, f"imports {found}")
 
@@ -92,7 +124,7 @@ class _Auditor(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         dotted = self._resolve(node)
-        found = _is_forbidden(dotted) if dotted else None
+        found = self._forbidden(dotted) if dotted else None
         if found:
             self._flag(node, f"uses {found}")
             return  # do not report the same chain's prefixes again
@@ -100,7 +132,7 @@ class _Auditor(ast.NodeVisitor):
 
     def visit_Name(self, node: ast.Name) -> None:
         dotted = self.aliases.get(node.id)
-        if dotted and node.id != dotted.split(".")[0] and _is_forbidden(dotted):
+        if dotted and node.id != dotted.split(".")[0] and self._forbidden(dotted):
             self._flag(node, f"uses {dotted} (imported as {node.id})")
 
     def visit_Assign(self, node: ast.Assign) -> None:
@@ -117,20 +149,26 @@ class _Auditor(ast.NodeVisitor):
         args = list(node.args) + [k.value for k in node.keywords]
         if name in ("getattr", "__getattribute__", "__getattr__") and len(node.args) >= 2:
             attr = node.args[1]
-            if isinstance(attr, ast.Constant) and attr.value in FORBIDDEN_LAYERS:
+            if isinstance(attr, ast.Constant) and attr.value in self.names:
                 self._flag(node, f"looks up {attr.value!r} with {name}")
+        called = self._resolve(func) or ""
+        lookup = {n.lower() for rule in self.rules[1:] for n in rule.names  # e.g. keras.optimizers.get("adamw")
+                  if called.rpartition(".")[2] in ("get", "deserialize")
+                  and any(called.startswith(root + ".") for root in rule.roots)}
         for arg in args:
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                match = _DOTTED_IN_STRING.search(arg.value)
+                match = next(filter(None, (p.search(arg.value) for p in self.string_patterns)), None)
                 if match:
                     self._flag(node, f"refers to {match.group(0)} in a string passed to {name or 'a call'}()")
+                elif arg.value.lower() in lookup:
+                    self._flag(node, f"asks {called} for {arg.value!r}")
         self.generic_visit(node)
 
     def visit_Dict(self, node: ast.Dict) -> None:
         for key, value in zip(node.keys, node.values, strict=False):
             if (isinstance(key, ast.Constant) and key.value == "class_name" and isinstance(value, ast.Constant)
-                    and value.value in FORBIDDEN_LAYERS):
-                self._flag(node, f"builds a {value.value} layer from a configuration")
+                    and value.value in self.names):
+                self._flag(node, f"builds {value.value} from a configuration")
         self.generic_visit(node)
 
 

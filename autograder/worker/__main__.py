@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import gc
 import importlib
 import importlib.abc
 import importlib.util
@@ -188,6 +189,8 @@ def serve(request_fd: int, reply_fd: int) -> int:
         sub.import_module(name)
         _flush()
     write_message(reply_fd, {"event": "ready", "import_errors": dict(sub.errors)})
+    gc.collect()
+    gc.freeze()  # TensorFlow's and the submission's objects: the collections after each probe skip them
 
     while True:
         try:
@@ -210,6 +213,8 @@ def serve(request_fd: int, reply_fd: int) -> int:
         except ProtocolError as exc:
             write_message(reply_fd, {"ok": False, "error": {
                 "type": "ProtocolError", "message": f"the probe's result cannot be sent back: {exc}", "where": None}})
+        del reply
+        gc.collect()  # a probe's models and traced graphs hold reference cycles: free them before the next probe
 
 
 def _flush() -> None:

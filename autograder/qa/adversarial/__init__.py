@@ -259,4 +259,10 @@ ADVERSARIES = [
     Adversary("forbidden-layer", "samplers.py imports keras.layers.MultiHeadAttention",
               prelude="from keras.layers import MultiHeadAttention  # noqa: F401", fails=(AUDIT,),
               message=r"MultiHeadAttention", parts=PARTS + ("audit",)),
+    Adversary("optim-keras-adamw", "optim.py's AdamW hands its update to keras.optimizers.AdamW",
+              edits=(Edit("optim", "AdamW.update_step", replacement='''
+                  def update_step(self, gradient, variable, learning_rate):
+                      return keras.optimizers.AdamW.update_step(self, gradient, variable, learning_rate)
+              '''),), fails=(AUDIT,), message=r"optim\.py, line \d+: uses keras\.optimizers\.AdamW",
+              parts=PARTS + ("audit",)),
 ]
