@@ -57,10 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_arguments(args: argparse.Namespace) -> None:
     if args.order < 1:
         raise UsageError(f"--order must be >= 1, got {args.order}")
-    for epsilon in [args.epsilon, *(args.choose_epsilon or [])]:
+    if not 0 < args.epsilon < math.inf:
+        raise UsageError(f"--epsilon must be a positive number, got {args.epsilon}")
+    for epsilon in args.choose_epsilon or []:
         if not 0 < epsilon < math.inf:
-            option = "--epsilon" if epsilon == args.epsilon and not args.choose_epsilon else "--choose-epsilon"
-            raise UsageError(f"{option} must be a positive number, got {epsilon}")
+            raise UsageError(f"--choose-epsilon must be positive numbers, got {epsilon}")
     if args.tokenizer == "bpe" and args.vocab_size < 256:
         raise UsageError(f"--vocab-size must be >= 256 (the byte vocabulary), got {args.vocab_size}")
     if args.sample < 0:
