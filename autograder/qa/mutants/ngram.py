@@ -94,7 +94,7 @@ MUTANTS = [
         "the context is the last n tokens instead of the last n - 1",
         (Edit(M, "NGramModel.log_probs", patch=((KEY, "context[max(len(context) - self.order, 0) :]"),)),
          Edit(M, "NGramModel.log_likelihood", patch=(("self.order - 1, 0.0", "self.order, 0.0"),))),
-        (PROBABILITIES, LIKELIHOOD),
+        (LIKELIHOOD, STEP),  # log_probs of exactly n - 1 ids is right; longer histories (step) are not
     ),
     Mutant(
         "context-first-ids",
