@@ -87,6 +87,8 @@ PARTS: tuple[Part, ...] = (
     Part("modern", "the modern decoder", ("modern", "optim"), (), ("transformer", "samplers", "train"),  # attention
          (Section("modern", 20, ("modern", "transformer", "samplers")),  # of part 4, generation, training it
           Section("optimizer", 10, ("optim",)))),
+    Part("ngram", "n-gram language models", ("ngram",), ("baseline",), ("preprocess", "samplers"),  # the command
+         (Section("ngram", 10, ("ngram", "samplers")),)),  # tokenizes; generation goes through part 3's samplers
 )
 """Every part, in the order of the `all` course (the handout's order)."""
 

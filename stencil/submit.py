@@ -18,6 +18,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 REQUIRED_FILES = (
     "__init__.py",
+    "baseline.py",
     "cli.py",
     "console.py",
     "decoding.py",
@@ -26,6 +27,7 @@ REQUIRED_FILES = (
     "lstm.py",
     "models.py",
     "modern.py",
+    "ngram.py",
     "optim.py",
     "preprocess.py",
     "quiet_tensorflow.py",

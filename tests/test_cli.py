@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-from assignment import generate, train, trainer
+from assignment import baseline, generate, train, trainer
 from data import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -320,3 +320,67 @@ def test_resuming_on_other_splits_is_refused(text_file, tmp_path, capsys):
     line = one_error_line(capsys)
     assert "trained on other train/valid/test splits" in line and "--splits-dir" in line
     assert checkpoints(out) == [1]
+
+
+# ---------------------------------------------------------------------------------------------------- n-gram baseline
+def baseline_args(text_file, tmp_path, *extra) -> list[str]:
+    return ["--text", str(text_file), "--splits-dir", str(tmp_path / "splits"), *extra]
+
+
+def test_baseline_command_prints_counts_memory_perplexities_and_a_sample(text_file, tmp_path):
+    import subprocess
+    import sys
+
+    argv = baseline_args(text_file, tmp_path, "--order", "3", "--choose-epsilon", "0.01", "0.1", "1",
+                         "--sample", "20", "--prompt", "7: the", "--temperature", "0")
+    done = subprocess.run([sys.executable, "-m", "assignment.baseline", *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    vocab = len(set(text_file.read_text()))
+    assert lines[0].startswith("3-gram model of ") and f"(V = {vocab})" in lines[0] and " s, peak memory +" in lines[0]
+    assert [line.split(":")[0] for line in lines[1:4]] == ["  epsilon 0.01", "  epsilon 0.1", "  epsilon 1"]
+    chosen = min(lines[1:4], key=lambda line: float(line.split()[-3])).split()[1].rstrip(":")
+    assert lines[4] == f"chose epsilon {chosen}"
+    per_token, per_character = (float(word) for word in lines[5].split(": ")[1].split()[0:4:3])
+    assert lines[5].startswith(f"validation perplexity (epsilon {chosen}): ") and 1 < per_token == per_character < vocab
+    splits = prepare.load_splits(tmp_path / "splits")  # the splits the training command uses, made by the command
+    assert lines[5].endswith(f"({len(splits['valid']) - 2:,} tokens, {len(splits['valid']) - 2:,} characters)")
+    sample = done.stdout.split("\n", 6)[6]
+    assert sample.startswith("7: the") and len(sample) == len("7: the") + 20 + 1  # one character per token + "\n"
+
+
+def test_baseline_with_bpe_prints_perplexity_per_token_and_per_character(text_file, tmp_path, capsys):
+    assert baseline.main(baseline_args(text_file, tmp_path, "--tokenizer", "bpe", "--vocab-size", "300",
+                                       "--order", "2", "--epsilon", "0.1")) == 0
+    words = capsys.readouterr().out.splitlines()[-1].split()
+    per_token, per_character = float(words[4]), float(words[7])
+    assert per_token > per_character > 1  # a BPE token stands for more than one character
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["--order", "0"], "--order"),
+    (["--epsilon", "0"], "--epsilon"),
+    (["--epsilon", "-0.5"], "--epsilon"),
+    (["--epsilon", "nan"], "--epsilon"),
+    (["--choose-epsilon", "0.1", "0"], "--choose-epsilon"),
+    (["--sample", "-1"], "--sample"),
+    (["--top-k", "0", "--sample", "3"], "--top-k"),
+    (["--top-p", "1.5", "--sample", "3"], "--top-p"),
+    (["--temperature", "-1", "--sample", "3"], "--temperature"),
+    (["--tokenizer", "bpe", "--vocab-size", "100"], "--vocab-size"),
+    (["--order", "many"], "--order"),
+    (["--sample", "3", "--prompt", "\u00e9t\u00e9"], "vocabulary"),
+])
+def test_baseline_bad_input_is_one_error_line(extra, words, text_file, tmp_path, capsys):
+    try:
+        status = baseline.main(baseline_args(text_file, tmp_path, *extra))
+    except SystemExit as exit_info:  # argparse: a value of the wrong type
+        status = exit_info.code
+    assert status == 2
+    assert words in one_error_line(capsys)
+
+
+def test_baseline_without_the_text_file_is_one_error_line(tmp_path, capsys):
+    assert baseline.main(baseline_args(tmp_path / "nope.txt", tmp_path)) == 2
+    assert "nope.txt" in one_error_line(capsys)

@@ -48,9 +48,11 @@ def test_required_parts_ship_solved_and_unneeded_ones_are_left_out():
     hw3 = load("hw3")  # the modern decoder: part 4's attention, the samplers and training (with its windows) solved
     assert hw3.parts == ("modern",) and hw3.solved == ("preprocess", "samplers", "transformer", "train")
     assert {"rnn", "lstm"} <= set(hw3.left_out_modules)
-    hw1 = load("hw1")
-    assert hw1.solved == () and {"samplers", "transformer", "train", "loop", "trainer"} <= set(hw1.left_out_modules)
-    assert set(hw1.points) == {"preprocess", "rnn", "lstm", "audit"}
+    hw1 = load("hw1")  # the n-gram baseline generates through the samplers, which ship solved
+    assert hw1.parts == ("preprocess", "recurrent", "ngram") and hw1.solved == ("samplers",)
+    assert {"transformer", "train", "loop", "trainer"} <= set(hw1.left_out_modules)
+    assert "samplers" not in hw1.left_out_modules and "baseline" not in hw1.left_out_modules
+    assert set(hw1.points) == {"preprocess", "rnn", "lstm", "ngram", "audit"}
 
 
 def test_a_model_of_the_course_satisfies_training_and_given_parts_ship_solved():

@@ -1,10 +1,12 @@
-"""From-scratch audit (part "audit", judge side, static): the submission must not use the layers the handout forbids.
+"""From-scratch audit (part "audit", judge side, static): the submission must not use the layers and libraries the
+handout forbids.
 
 Every .py file of the submission is parsed with `ast` (never imported). Names are resolved through the file's imports
 and aliases, so `keras.layers.LSTM`, `tf.keras.layers.LSTM`, `from keras import layers as L; L.LSTM`,
 `from tensorflow.keras.layers import LSTMCell as Cell` and `keras_hub.samplers.TopPSampler` after `import keras_hub`
-are all found, as are `getattr(anything, "LSTM")`, `{"class_name": "LSTM", ...}` configurations and dotted names in
-strings passed to calls (`importlib.import_module("keras_nlp.samplers")`, `eval("keras.layers.GRU(8)")`).
+are all found, as are the n-gram libraries (`import nltk`, `from nltk.lm import Lidstone`), `getattr(anything, "LSTM")`,
+`{"class_name": "LSTM", ...}` configurations and dotted names in strings passed to calls
+(`importlib.import_module("keras_nlp.samplers")`, `eval("keras.layers.GRU(8)")`, `import_module("nltk.lm")`).
 Docstrings and comments are not code and are ignored.
 
 Some modules have rules of their own (MODULE_RULES, by file name): the student's optim.py writes AdamW and the
@@ -24,7 +26,10 @@ from autograder.judge.registry import Scaled, TestFailure, hidden_test
 
 FORBIDDEN_LAYERS = ("LSTM", "SimpleRNN", "GRU", "LSTMCell", "SimpleRNNCell", "GRUCell", "MultiHeadAttention",
                     "RMSNormalization", "GroupQueryAttention", "GroupedQueryAttention")
-FORBIDDEN_PACKAGES = ("keras_hub.samplers", "keras_nlp.samplers", "keras_hub.layers", "keras_nlp.layers")
+FORBIDDEN_PACKAGES = ("keras_hub.samplers", "keras_nlp.samplers", "keras_hub.layers", "keras_nlp.layers",
+                      "nltk", "kenlm")
+"""Packages whose every module is off limits: KerasHub's samplers and layers, and n-gram language-model libraries
+(part 7)."""
 KERAS_ROOTS = ("keras", "tensorflow.keras", "tf_keras", "tensorflow.python.keras", "keras_core")
 
 
@@ -49,7 +54,8 @@ MODULE_RULES = {
 }
 """File name -> what that module may not use on top of the layers: optim.py is where the student writes AdamW and
 the warmup-cosine schedule (part 6), so library optimizers and schedules that do that work are forbidden there."""
-_SAMPLERS_IN_STRING = re.compile(r"\b(keras_hub|keras_nlp)\.samplers\b")
+_PACKAGES_IN_STRING = re.compile(r"\b(keras_hub|keras_nlp)\.samplers\b|^(nltk|kenlm)(?:\.\w+)*$")
+"""KerasHub's samplers, or an n-gram library's module, named in a string (`import_module("nltk.lm")`)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ class _Auditor(ast.NodeVisitor):
         module_rule = MODULE_RULES.get(Path(path).name)
         self.rules = (LAYERS_RULE,) if module_rule is None else (LAYERS_RULE, module_rule)
         self.names = {name for rule in self.rules for name in rule.names}
-        self.string_patterns = [rule.strings() for rule in self.rules] + [_SAMPLERS_IN_STRING]
+        self.string_patterns = [rule.strings() for rule in self.rules] + [_PACKAGES_IN_STRING]
 
     def _forbidden(self, dotted: str) -> str | None:
         return _is_forbidden(dotted, self.rules)
@@ -201,7 +207,7 @@ def test_no_forbidden_layers(ctx) -> float | None:
         shown = "\n".join(f"  {f}" for f in findings[:20])
         more = f"\n  ... and {len(findings) - 20} more" if len(findings) > 20 else ""
         raise TestFailure(
-            "the submission uses layers or utilities that the academic rules forbid (write them yourself; "
+            "the submission uses layers, utilities or libraries that the academic rules forbid (write them yourself; "
             "keras.layers.RNN, Embedding, Dense, LayerNormalization, Dropout and tf.* / keras.ops.* are allowed):\n"
             f"{shown}{more}"
         )

@@ -492,7 +492,131 @@ TEXTBOOK_ADAMW = Alternative(
     ),
 )
 
+SORTED_KEYS_NGRAM = Alternative(
+    "sorted-keys-ngram",
+    "ngram: n-grams encoded as int64 keys (base max id + 1, then V) and counted by np.unique; the model keeps sorted "
+    "keys of n-grams and of contexts with their counts, looks them up by np.searchsorted, and sums the likelihood of "
+    "all positions at once as log(count + eps) - log(total + eps V)",
+    (
+        Edit("ngram", "ngram_counts", replacement='''
+            def ngram_counts(tokens, order):
+                tokens = as_ids(tokens)
+                order = _check_positive_int(order, "order")
+                rows = len(tokens) - order + 1
+                if rows <= 0:
+                    return {}
+                base = int(tokens.max()) + 1
+                keys = np.zeros(rows, np.int64)
+                for j in range(order):
+                    keys = keys * base + tokens[j : j + rows]
+                result = {}
+                for key, count in zip(*(a.tolist() for a in np.unique(keys, return_counts=True)), strict=True):
+                    gram = []
+                    for _ in range(order):
+                        key, token = divmod(key, base)
+                        gram.insert(0, token)
+                    result.setdefault(tuple(gram[:-1]), {})[gram[-1]] = count
+                return result
+        '''),
+        Edit("ngram", "NGramModel.fit", replacement='''
+            def fit(self, tokens):
+                tokens = as_ids(tokens, self.vocab_size)
+                rows = max(len(tokens) - self.order + 1, 0)
+                keys = np.zeros(rows, np.int64)
+                for j in range(self.order):
+                    keys = keys * self.vocab_size + tokens[j : j + rows]
+                self.gram_keys, self.gram_counts = np.unique(keys, return_counts=True)
+                self.context_keys, self.context_totals = np.unique(keys // self.vocab_size, return_counts=True)
+                return self
+        '''),
+        Edit("ngram", "NGramModel.log_probs", replacement='''
+            def log_probs(self, context):
+                context = as_ids(context, self.vocab_size)
+                width, size = self.order - 1, self.vocab_size
+
+                def find(keys, values, wanted):
+                    if len(keys) == 0:
+                        return np.zeros(np.shape(wanted))
+                    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+                    return np.where(keys[at] == wanted, values[at], 0)
+
+                counts, total = np.zeros(size), 0.0
+                if len(context) >= width:
+                    key = 0
+                    for token in context[len(context) - width :].tolist():
+                        key = key * size + token
+                    total = find(self.context_keys, self.context_totals, np.asarray([key]))[0]
+                    counts = find(self.gram_keys, self.gram_counts, key * size + np.arange(size))
+                return (np.log(counts + self.epsilon) - np.log(total + self.epsilon * size)).astype(np.float32)
+        '''),
+        Edit("ngram", "NGramModel.log_likelihood", replacement='''
+            def log_likelihood(self, tokens):
+                tokens = as_ids(tokens, self.vocab_size)
+                rows = len(tokens) - self.order + 1
+                if rows <= 0:
+                    return 0.0
+                keys = np.zeros(rows, np.int64)
+                for j in range(self.order):
+                    keys = keys * self.vocab_size + tokens[j : j + rows]
+
+                def find(sorted_keys, values, wanted):
+                    if len(sorted_keys) == 0:
+                        return np.zeros(len(wanted))
+                    at = np.minimum(np.searchsorted(sorted_keys, wanted), len(sorted_keys) - 1)
+                    return np.where(sorted_keys[at] == wanted, values[at], 0)
+
+                counts = find(self.gram_keys, self.gram_counts, keys)
+                totals = find(self.context_keys, self.context_totals, keys // self.vocab_size)
+                return float(np.sum(np.log(counts + self.epsilon) - np.log(totals + self.epsilon * self.vocab_size)))
+        '''),
+    ),
+)
+
+LOOP_NGRAM = Alternative(
+    "loop-ngram",
+    "ngram: counts by a loop over the positions into Counters, probabilities by math.log per token, the likelihood "
+    "as the sum of the float32 log_probs of each position, choose_epsilon by min over (perplexity, index) pairs",
+    (
+        Edit("ngram", "ngram_counts", replacement='''
+            def ngram_counts(tokens, order):
+                tokens = as_ids(tokens).tolist()
+                order = _check_positive_int(order, "order")
+                counts = {}
+                for i in range(order - 1, len(tokens)):
+                    counts.setdefault(tuple(tokens[i - order + 1 : i]), Counter())[tokens[i]] += 1
+                return counts
+        '''),
+        Edit("ngram", "NGramModel.log_probs", replacement='''
+            def log_probs(self, context):
+                context = as_ids(context, self.vocab_size).tolist()
+                width = self.order - 1
+                following = self.counts.get(tuple(context[len(context) - width :]), {}) if len(context) >= width else {}
+                total = sum(following.values()) + self.epsilon * self.vocab_size
+                probabilities = [(following.get(x, 0) + self.epsilon) / total for x in range(self.vocab_size)]
+                return np.array([math.log(p) for p in probabilities], np.float32)
+        '''),
+        Edit("ngram", "NGramModel.log_likelihood", replacement='''
+            def log_likelihood(self, tokens):
+                tokens = as_ids(tokens, self.vocab_size)
+                return sum(float(self.log_probs(tokens[:i])[tokens[i]]) for i in range(self.order - 1, len(tokens)))
+        '''),
+        Edit("ngram", "choose_epsilon", replacement='''
+            def choose_epsilon(model, valid_tokens, candidates):
+                candidates = [_check_epsilon(c, "every epsilon candidate") for c in candidates]
+                if not candidates:
+                    raise ValueError("choose_epsilon needs at least one candidate")
+                perplexities = []
+                for epsilon in candidates:
+                    model.epsilon = epsilon
+                    perplexities.append(model.perplexity(valid_tokens))
+                best = min(zip(perplexities, range(len(candidates)), strict=True))[1]
+                model.epsilon = candidates[best]
+                return candidates[best], perplexities
+        '''),
+    ),
+)
+
 ALTERNATIVES = [EINSUM_ATTENTION, MANUAL_RECURRENCE, SORT_FREE_SAMPLERS, OTHER_TOKENIZER_AND_TRAINING,
                 TOP_P_BY_PROBABILITIES, EAGER_GENERATION, SEGMENT_SUM_GRAD_NORM, ATTENTION_WEIGHT_DROPOUT,
-                GROUPED_EINSUM_ATTENTION, COMPLEX_ROPE, TEXTBOOK_ADAMW]
+                GROUPED_EINSUM_ATTENTION, COMPLEX_ROPE, TEXTBOOK_ADAMW, SORTED_KEYS_NGRAM, LOOP_NGRAM]
 """Every alternative; recording guards each test with the alternatives whose `parts` include the test's part."""

@@ -361,3 +361,33 @@ def warmup_cosine(step: float, peak: float, warmup_steps: int, total_steps: int,
         return final_lr
     progress = (step - warmup_steps) / (total_steps - warmup_steps)
     return final_lr + (peak - final_lr) * 0.5 * (1.0 + np.cos(np.pi * progress))
+
+
+# ---------------------------------------------------------------------------------------------------- n-grams
+def ngram_count_rows(stream: Sequence[int], order: int) -> np.ndarray:
+    """int64 [M, n + 1], sorted rows (context..., token, count): every window stream[i - n + 1 : i + 1], i >= n - 1."""
+    stream = [int(t) for t in stream]
+    grams = Counter(tuple(stream[i - order + 1 : i + 1]) for i in range(order - 1, len(stream)))
+    return np.asarray(sorted([*gram, count] for gram, count in grams.items()), np.int64).reshape(-1, order + 1)
+
+
+def ngram_probabilities(train: Sequence[int], order: int, vocab_size: int, epsilon: float,
+                        context: Sequence[int]) -> np.ndarray:
+    """float64 [V]: (count(ctx, x) + epsilon) / (count(ctx) + epsilon V) for ctx the last n - 1 ids of `context`
+    (a shorter context is never counted, so it is uniform), counts over the windows of `train`."""
+    width = order - 1
+    context = tuple(int(t) for t in context)[len(context) - width :] if len(context) >= width else None
+    counts = np.zeros(vocab_size)
+    train = [int(t) for t in train]
+    for i in range(width, len(train)):
+        if context is not None and tuple(train[i - width : i]) == context:
+            counts[train[i]] += 1
+    return (counts + epsilon) / (counts.sum() + epsilon * vocab_size)
+
+
+def ngram_log_likelihood(train: Sequence[int], order: int, vocab_size: int, epsilon: float,
+                         stream: Sequence[int]) -> float:
+    """sum over i = n - 1 .. T - 1 of ln p(stream[i] | stream[i - n + 1 : i]); positions before n - 1 are not scored."""
+    stream = [int(t) for t in stream]
+    return float(sum(np.log(ngram_probabilities(train, order, vocab_size, epsilon, stream[i - order + 1 : i])
+                            [stream[i]]) for i in range(order - 1, len(stream))))
