@@ -87,6 +87,8 @@ PARTS: tuple[Part, ...] = (
     Part("modern", "the modern decoder", ("modern", "optim"), (), ("transformer", "samplers", "train"),  # attention
          (Section("modern", 20, ("modern", "transformer", "samplers")),  # of part 4, generation, training it
           Section("optimizer", 10, ("optim",)))),
+    Part("finetune", "fine-tuning", ("finetune",), ("finetuner",), (("transformer", "modern"), "train", "samplers"),
+         (Section("finetune", 10, ("finetune", "transformer")),)),  # adapts the attention of part 4 (or 6)
 )
 """Every part, in the order of the `all` course (the handout's order)."""
 

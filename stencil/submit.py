@@ -18,9 +18,12 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 REQUIRED_FILES = (
     "__init__.py",
+    "adapters.py",
     "cli.py",
     "console.py",
     "decoding.py",
+    "finetune.py",
+    "finetuner.py",
     "generate.py",
     "loop.py",
     "lstm.py",
