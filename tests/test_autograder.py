@@ -317,6 +317,8 @@ def test_no_python_files_scores_zero_with_a_message(tmp_path: Path, fixtures_dir
     "from keras_nlp.samplers import TopKSampler\n",
     "import importlib\nimportlib.import_module('keras_hub.samplers')\n",
     "import keras\nkeras.layers.deserialize({'class_name': 'SimpleRNN', 'config': {'units': 3}})\n",
+    "def adapt(layer, rank):\n    layer.enable_lora(rank, lora_alpha=2 * rank)\n",
+    "def adapt(layer):\n    getattr(layer, 'enable_lora')(4)\n",
 ])
 def test_audit_flags_forbidden_layers(source: str) -> None:
     findings = audit_source(source, "model.py")

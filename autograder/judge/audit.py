@@ -5,7 +5,8 @@ and aliases, so `keras.layers.LSTM`, `tf.keras.layers.LSTM`, `from keras import 
 `from tensorflow.keras.layers import LSTMCell as Cell` and `keras_hub.samplers.TopPSampler` after `import keras_hub`
 are all found, as are `getattr(anything, "LSTM")`, `{"class_name": "LSTM", ...}` configurations and dotted names in
 strings passed to calls (`importlib.import_module("keras_nlp.samplers")`, `eval("keras.layers.GRU(8)")`).
-Docstrings and comments are not code and are ignored.
+Keras's own LoRA (`.enable_lora(...)` on any layer, or looked up with getattr) is found too. Docstrings and comments
+are not code and are ignored.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from autograder.judge.registry import Scaled, TestFailure, hidden_test
 
 FORBIDDEN_LAYERS = ("LSTM", "SimpleRNN", "GRU", "LSTMCell", "SimpleRNNCell", "GRUCell", "MultiHeadAttention",
                     "RMSNormalization", "GroupQueryAttention", "GroupedQueryAttention")
+FORBIDDEN_METHODS = ("enable_lora",)
+"""Methods of Keras layers that do a part's work: `Dense.enable_lora` / `EinsumDense.enable_lora` (part 7's LoRA)."""
 FORBIDDEN_PACKAGES = ("keras_hub.samplers", "keras_nlp.samplers", "keras_hub.layers", "keras_nlp.layers")
 KERAS_ROOTS = ("keras", "tensorflow.keras", "tf_keras", "tensorflow.python.keras", "keras_core")
 _DOTTED_IN_STRING = re.compile(
@@ -91,6 +94,8 @@ class _Auditor(ast.NodeVisitor):
         return None
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr in FORBIDDEN_METHODS:
+            self._flag(node, f"calls Keras's {node.attr}")
         dotted = self._resolve(node)
         found = _is_forbidden(dotted) if dotted else None
         if found:
@@ -117,7 +122,7 @@ class _Auditor(ast.NodeVisitor):
         args = list(node.args) + [k.value for k in node.keywords]
         if name in ("getattr", "__getattribute__", "__getattr__") and len(node.args) >= 2:
             attr = node.args[1]
-            if isinstance(attr, ast.Constant) and attr.value in FORBIDDEN_LAYERS:
+            if isinstance(attr, ast.Constant) and attr.value in FORBIDDEN_LAYERS + FORBIDDEN_METHODS:
                 self._flag(node, f"looks up {attr.value!r} with {name}")
         for arg in args:
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
@@ -164,7 +169,8 @@ def test_no_forbidden_layers(ctx) -> float | None:
         more = f"\n  ... and {len(findings) - 20} more" if len(findings) > 20 else ""
         raise TestFailure(
             "the submission uses layers or utilities that the academic rules forbid (write them yourself; "
-            "keras.layers.RNN, Embedding, Dense, LayerNormalization, Dropout and tf.* / keras.ops.* are allowed):\n"
+            "keras.layers.RNN, Embedding, Dense, LayerNormalization, Dropout and tf.* / keras.ops.* are allowed; "
+            "Keras's enable_lora is not):\n"
             f"{shown}{more}"
         )
     if ctx.earned_fraction is None:
