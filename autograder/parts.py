@@ -88,7 +88,7 @@ PARTS: tuple[Part, ...] = (
          (Section("modern", 20, ("modern", "transformer", "samplers")),  # of part 4, generation, training it
           Section("optimizer", 10, ("optim",)))),
     Part("finetune", "fine-tuning", ("finetune",), ("finetuner",), (("transformer", "modern"), "train", "samplers"),
-         (Section("finetune", 10, ("finetune", "transformer")),)),  # adapts the attention of part 4 (or 6)
+         (Section("finetune", 10, ("finetune",)),)),  # its tests adapt a tiny model of the probes, not part 4's
 )
 """Every part, in the order of the `all` course (the handout's order)."""
 
