@@ -98,12 +98,14 @@ def test_lora_trains_only_a_and_b(finetune, transformer, adapters):
 
 @pytest.mark.parametrize("rank, alpha", [(0, 1.0), (-1, 1.0), (2, 0.0), (2, -3.0)])
 def test_bad_rank_or_alpha(finetune, rank, alpha):
+    finetune.LoRA(2, 1.0)(tf.Variable(np.ones((3, 3), np.float32)))  # a correct adapter works
     with pytest.raises(ValueError):
         finetune.LoRA(rank, alpha)
 
 
 @pytest.mark.parametrize("shape, input_axes", [((2, 8), 1), ((8, 2), 1), ((2, 1, 8), 2)])
 def test_a_rank_above_min_d_in_d_out(finetune, shape, input_axes):
+    finetune.LoRA(2, 1.0, input_axes=input_axes)(tf.Variable(np.ones(shape, np.float32)))  # rank 2 fits
     with pytest.raises(ValueError):
         finetune.LoRA(3, 1.0, input_axes=input_axes).build(shape)
 
@@ -111,5 +113,6 @@ def test_a_rank_above_min_d_in_d_out(finetune, shape, input_axes):
 @pytest.mark.parametrize("num_blocks", [-1, 4])
 def test_freezing_more_blocks_than_there_are(finetune, transformer, num_blocks):
     model, _ = model_with(transformer)
+    finetune.freeze(model, 3)  # every block is fine
     with pytest.raises(ValueError):
         finetune.freeze(model, num_blocks)

@@ -44,19 +44,19 @@ MUTANTS = [
         "lora-scale-alpha",
         "the update is scaled by alpha instead of alpha / r",
         Edit(F, "LoRA.call", patch=((SCALED, "return kernel + self.alpha * update"),)),
-        (ORACLE,),
+        (ORACLE, MERGE),
     ),
     Mutant(
         "lora-scale-r-over-alpha",
         "the update is scaled by r / alpha instead of alpha / r",
         Edit(F, "LoRA.call", patch=((SCALED, "return kernel + (self.rank / self.alpha) * update"),)),
-        (ORACLE,),
+        (ORACLE, MERGE),
     ),
     Mutant(
         "lora-product-transposed",
         "the update is (A B)^T, reshaped to the kernel's shape, instead of A B",
         Edit(F, "LoRA.call", patch=((PRODUCT, f"tf.transpose({PRODUCT})"),)),
-        (ORACLE,),
+        (ORACLE, MERGE),
     ),
     Mutant(
         "lora-shapes-swapped",
@@ -70,7 +70,7 @@ MUTANTS = [
         "lora-update-replaces-kernel",
         "the adapter returns (alpha / r) A B alone, dropping the pretrained W",
         Edit(F, "LoRA.call", patch=((SCALED, "return (self.alpha / self.rank) * update + 0.0 * kernel"),)),
-        (ORACLE, INIT, IDENTITY),
+        (ORACLE, INIT, IDENTITY, MERGE),
     ),
     Mutant(
         "merge-wrong-sign",
@@ -95,13 +95,14 @@ MUTANTS = [
     Mutant(
         "freeze-one-block-more",
         "freeze freezes blocks[:k + 1] (off by one)",
-        Edit(F, "freeze", patch=(("model.blocks[:num_blocks]", "model.blocks[: num_blocks + 1]"),)),
+        Edit(F, "freeze", patch=(("in model.blocks[:num_blocks]:", "in model.blocks[: num_blocks + 1]:"),)),
         (FREEZE,),
     ),
     Mutant(
         "freeze-last-blocks",
         "freeze freezes the last k blocks instead of the first k",
-        Edit(F, "freeze", patch=(("model.blocks[:num_blocks]", "model.blocks[len(model.blocks) - num_blocks :]"),)),
+        Edit(F, "freeze", patch=(("in model.blocks[:num_blocks]:",
+                                                  "in model.blocks[len(model.blocks) - num_blocks :]:"),)),
         (FREEZE,),
     ),
     Mutant(
@@ -138,7 +139,8 @@ MUTANTS = [
     Mutant(
         "count-all-weights",
         "trainable_parameters counts every weight, frozen ones included",
-        Edit(F, "trainable_parameters", patch=(("model.trainable_variables", "model.weights"),)),
+        Edit(F, "trainable_parameters", patch=(("for variable in model.trainable_variables)",
+                                                        "for variable in model.weights)"),)),
         (COUNTS,),
     ),
     Mutant(
