@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from .adapters import AdaptableKernel
 from .decoding import CompiledDecoder
 from .transformer import (
     INIT_STDDEV,
@@ -152,6 +153,12 @@ class GroupedQueryAttention(keras.layers.Layer):
     Weights (the layout of the einsum layers of `keras.layers.GroupQueryAttention`): `query_kernel` [d_model, H, hd],
     `key_kernel` and `value_kernel` [d_model, H_kv, hd], `output_kernel` [H, hd, d_model].
     """
+
+    # Given: each kernel is the stored variable, or W + (alpha / r) A B with a LoRA adapter (fine-tuning).
+    query_kernel = AdaptableKernel()
+    key_kernel = AdaptableKernel()
+    value_kernel = AdaptableKernel()
+    output_kernel = AdaptableKernel()
 
     def __init__(self, d_model: int, num_heads: int, num_kv_heads: int, theta: float = 10000.0, **kwargs):
         """num_heads (H) query heads of size hd = d_model // num_heads (even), num_kv_heads (H_kv, dividing H) key/value

@@ -89,6 +89,8 @@ PARTS: tuple[Part, ...] = (
           Section("optimizer", 10, ("optim",)))),
     Part("ngram", "n-gram language models", ("ngram",), ("baseline",), ("preprocess", "samplers"),  # the command
          (Section("ngram", 10, ("ngram", "samplers")),)),  # tokenizes; generation goes through part 3's samplers
+    Part("finetune", "fine-tuning", ("finetune",), ("finetuner",), (("transformer", "modern"), "train", "samplers"),
+         (Section("finetune", 10, ("finetune",)),)),  # its tests adapt a tiny model of the probes, not part 4's
 )
 """Every part, in the order of the `all` course (the handout's order)."""
 

@@ -46,7 +46,8 @@ MODEL_KINDS = {name: kind for name, kind in ALL_MODEL_KINDS.items()
 
 
 def build_model(config: dict) -> keras.Model:
-    """A new (unbuilt) model of kind `config["model"]` with the constructor arguments taken from `config`.
+    """A new (unbuilt) model of kind `config["model"]` with the constructor arguments taken from `config`, and the
+    LoRA adapters of a fine-tuned run (`adapters.add_lora`) when `config["lora"]` is {"rank": r, "alpha": alpha}.
 
     Raises:
         ValueError: unknown model kind or a missing argument.
@@ -60,4 +61,9 @@ def build_model(config: dict) -> keras.Model:
     if missing:
         raise ValueError(f"config for model {config['model']!r} lacks {', '.join(missing)}")
     module = importlib.import_module(f".{kind.module}", __package__)
-    return getattr(module, kind.class_name)(**{name: config[name] for name in kind.arguments})
+    model = getattr(module, kind.class_name)(**{name: config[name] for name in kind.arguments})
+    if config.get("lora"):
+        from .adapters import add_lora
+
+        add_lora(model, config["lora"]["rank"], config["lora"]["alpha"])
+    return model

@@ -18,10 +18,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 REQUIRED_FILES = (
     "__init__.py",
+    "adapters.py",
     "baseline.py",
     "cli.py",
     "console.py",
     "decoding.py",
+    "finetune.py",
+    "finetuner.py",
     "generate.py",
     "loop.py",
     "lstm.py",

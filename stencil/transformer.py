@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from .adapters import AdaptableKernel
 from .decoding import CompiledDecoder
 
 MASKED_SCORE = -1e9
@@ -109,6 +110,12 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     `value_kernel` [d_model, H, hd] with `query_bias`, `key_bias`, `value_bias` [H, hd]; `output_kernel`
     [H, hd, d_model] and `output_bias` [d_model].
     """
+
+    # Given: each kernel is the stored variable, or W + (alpha / r) A B with a LoRA adapter (fine-tuning).
+    query_kernel = AdaptableKernel()
+    key_kernel = AdaptableKernel()
+    value_kernel = AdaptableKernel()
+    output_kernel = AdaptableKernel()
 
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, **kwargs):
         """H = num_heads heads of size d_model // num_heads; with `training` only, `dropout` drops either the

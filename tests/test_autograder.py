@@ -322,6 +322,8 @@ def test_no_python_files_scores_zero_with_a_message(tmp_path: Path, fixtures_dir
     "from nltk import lm\n",
     "import importlib\nlm = importlib.import_module('nltk.lm')\n",
     "import kenlm\n",
+    "def adapt(layer, rank):\n    layer.enable_lora(rank, lora_alpha=2 * rank)\n",
+    "def adapt(layer):\n    getattr(layer, 'enable_lora')(4)\n",
 ])
 def test_audit_flags_forbidden_layers(source: str) -> None:
     findings = audit_source(source, "model.py")

@@ -45,8 +45,9 @@ def test_required_parts_ship_solved_and_unneeded_ones_are_left_out():
     hw2 = load("hw2")
     assert hw2.solved == ("preprocess",)  # the training loop cuts windows; the transformer is a selected model
     assert {"rnn", "lstm"} <= set(hw2.left_out_modules) and "preprocess" not in hw2.left_out_modules
-    hw3 = load("hw3")  # the modern decoder: part 4's attention, the samplers and training (with its windows) solved
-    assert hw3.parts == ("modern",) and hw3.solved == ("preprocess", "samplers", "transformer", "train")
+    hw3 = load("hw3")  # the modern decoder and fine-tuning: part 4's attention, the samplers and training solved
+    assert hw3.parts == ("modern", "finetune") and hw3.solved == ("preprocess", "samplers", "transformer", "train")
+    assert "finetuner" not in hw3.left_out_modules and "finetuner" in load("hw2").left_out_modules
     assert {"rnn", "lstm"} <= set(hw3.left_out_modules)
     hw1 = load("hw1")  # the n-gram baseline generates through the samplers, which ship solved
     assert hw1.parts == ("preprocess", "recurrent", "ngram") and hw1.solved == ("samplers",)

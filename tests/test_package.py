@@ -31,7 +31,7 @@ import-cycle test covers this package too."""
 STUDENT_MODULES = sorted({Path(marker.path).stem for marker in collect_markers(PACKAGE)})
 """The modules that hold solution blocks (the student's: preprocess, rnn, lstm, samplers, transformer, train)."""
 
-COMMANDS = {"cli", "baseline", "generate", "submit", "trainer"}
+COMMANDS = {"cli", "baseline", "finetuner", "generate", "submit", "trainer"}
 """The given command modules (`python -m assignment.NAME`) and what their command lines share."""
 
 

@@ -36,8 +36,10 @@ def promised_patterns() -> list[str]:
 def splits(tmp_path_factory) -> Path:
     """Small stand-ins for the prepared corpus splits (preparing the real corpus is not this test's business)."""
     directory = tmp_path_factory.mktemp("splits")
+    (directory / "romances").mkdir()
     for split in make_release.SPLITS:
         (directory / f"{split}.txt").write_text(f"{split} text\n", encoding="utf-8")
+        (directory / "romances" / f"{split}.txt").write_text(f"romance {split} text\n", encoding="utf-8")
     return directory
 
 
@@ -80,6 +82,20 @@ def test_release_requirements_are_the_kits_without_its_development_tools(release
     assert not {"ruff", "pytest-xdist"} & set(names)
     assert [line for line in shipped if not line.startswith("#")] == [
         line for line in kit if not line.startswith("#") and not line.startswith(("ruff", "pytest-xdist"))]
+
+
+@pytest.mark.parametrize("name, ships", [("all", True), ("hw3", True), ("hw2", False), ("hw1", False)])
+def test_the_romances_ship_with_fine_tuning_only(splits, tmp_path, name, ships):
+    names = make_release.build_release(tmp_path / "student.zip", load_course(name), splits_dir=splits)
+    romances = [n for n in names if "/data/splits/romances/" in n]
+    top = make_release.TOP
+    assert romances == ([f"{top}/data/splits/romances/{split}.txt" for split in sorted(make_release.SPLITS)]
+                        if ships else [])
+    for name in romances:
+        source = splits / name.split("splits/", 1)[1]
+        assert zipfile.ZipFile(tmp_path / "student.zip").read(name) == source.read_bytes()
+    handout = zipfile.ZipFile(tmp_path / "student.zip").read(f"{top}/handout.md").decode("utf-8")
+    assert ("data/splits/romances/" in handout) == ships
 
 
 def test_release_is_reproducible(release, splits, tmp_path):

@@ -115,6 +115,12 @@ def student_zip(course, splits, tmp_path_factory) -> Path:
         for split in make_release.SPLITS:
             prepared = (splits / f"{split}.txt").read_bytes()
             assert len(prepared) > 100_000 and zf.read(f"{make_release.TOP}/data/splits/{split}.txt") == prepared
+        for corpus in make_release.corpora(course):  # the romances with fine-tuning, prepared in their own folder
+            for split in make_release.SPLITS:
+                prepared = (splits / corpus / f"{split}.txt").read_bytes()
+                assert len(prepared) > 50_000
+                assert zf.read(f"{make_release.TOP}/data/splits/{corpus}/{split}.txt") == prepared
+        assert bool(make_release.corpora(course)) == any("/romances/" in name for name in zf.namelist())
     return out
 
 

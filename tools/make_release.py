@@ -7,7 +7,9 @@ handout (`tools/make_handout.py`) and the figures, the course's starter package 
 TODOs in its parts, the parts they run solved, the parts nobody needs left out), the public tests of its parts,
 requirements.txt (the kit's, without the kit's own development tools), the corpus preparation script
 `data/prepare.py` and the prepared splits `data/splits/*.txt`, read from `--splits DIR` (default `data/splits/`) and
-written there with `python -m data.prepare` first when any is missing. The reference solution, the autograder, the
+written there with `python -m data.prepare` first when any is missing; with them the splits of the other corpora the
+course's parts read by default (`PART_CORPORA`: the romances of fine-tuning, `DIR/romances/*.txt`, written with
+`python -m data.prepare --corpus romances` when missing). The reference solution, the autograder, the
 kit's tests and these tools are never included. The stencil must be in sync with the reference
 (`python -m tools.make_stencil --check`), otherwise the build stops.
 
@@ -21,6 +23,7 @@ import re
 import subprocess
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from autograder.course import Course, CourseError
@@ -32,6 +35,8 @@ from . import make_handout, make_stencil
 ROOT = Path(__file__).resolve().parent.parent
 TOP = "lm-assignment"
 SPLITS = ("train", "valid", "test")
+PART_CORPORA = {"finetune": "romances"}
+"""Part -> the corpus of `data/prepare.py` its command reads by default, shipped in `data/splits/<corpus>/` with it."""
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 KIT_ONLY_REQUIREMENTS = ("pytest-xdist", "ruff")
 """Tools the kit's own suite and lint use; students run the public tests with pytest alone (and ruff's defaults,
@@ -50,6 +55,9 @@ def release_files(course: Course, root: Path = ROOT, splits_dir: Path | None = N
     files["data/prepare.py"] = root / "data" / "prepare.py"
     for split in SPLITS:
         files[f"data/splits/{split}.txt"] = splits_dir / f"{split}.txt"
+    for corpus in corpora(course):
+        for split in SPLITS:
+            files[f"data/splits/{corpus}/{split}.txt"] = splits_dir / corpus / f"{split}.txt"
     for path in _files(root / "figures", "*.png"):
         files[path.relative_to(root).as_posix()] = path
     for rel, text in stencil.items():
@@ -74,12 +82,19 @@ def student_requirements(text: str) -> str:
     return "".join(line.replace("# Tests and lint.", "# Public tests.") for line in lines)
 
 
-def prepare_splits(root: Path = ROOT, splits_dir: Path | None = None) -> None:
-    """Write the splits (default data/splits/*.txt) with the kit's corpus preparation when any of them is missing."""
+def corpora(course: Course) -> list[str]:
+    """The corpora besides the default one that the release of `course` ships (`PART_CORPORA` of its parts)."""
+    return [PART_CORPORA[key] for key in course.shipped_parts if key in PART_CORPORA]
+
+
+def prepare_splits(root: Path = ROOT, splits_dir: Path | None = None, extra: Sequence[str] = ()) -> None:
+    """Write the splits (default data/splits/*.txt) with the kit's corpus preparation when any of them is missing, and
+    those of each corpus of `extra` in `splits_dir/<corpus>/`."""
     splits_dir = splits_dir or root / "data" / "splits"
-    if all((splits_dir / f"{split}.txt").is_file() for split in SPLITS):
-        return
-    subprocess.run([sys.executable, "-m", "data.prepare", "--out", str(splits_dir)], cwd=root, check=True)
+    for corpus, folder in (("shakespeare", splits_dir), *((name, splits_dir / name) for name in extra)):
+        if not all((folder / f"{split}.txt").is_file() for split in SPLITS):
+            subprocess.run([sys.executable, "-m", "data.prepare", "--corpus", corpus, "--out", str(folder)], cwd=root,
+                           check=True)
 
 
 def build_release(out: Path, course: Course | None = None, root: Path = ROOT,
@@ -118,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make_release: {exc}", file=sys.stderr)
         return 2
     try:
-        prepare_splits(splits_dir=splits_dir)
+        prepare_splits(splits_dir=splits_dir, extra=corpora(course))
         names = build_release(args.out, course, splits_dir=splits_dir)
     except (FileNotFoundError, RuntimeError, subprocess.CalledProcessError, make_handout.HandoutError) as exc:
         print(f"make_release: {exc}", file=sys.stderr)

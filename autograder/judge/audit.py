@@ -7,7 +7,8 @@ and aliases, so `keras.layers.LSTM`, `tf.keras.layers.LSTM`, `from keras import 
 are all found, as are the n-gram libraries (`import nltk`, `from nltk.lm import Lidstone`), `getattr(anything, "LSTM")`,
 `{"class_name": "LSTM", ...}` configurations and dotted names in strings passed to calls
 (`importlib.import_module("keras_nlp.samplers")`, `eval("keras.layers.GRU(8)")`, `import_module("nltk.lm")`).
-Docstrings and comments are not code and are ignored.
+Keras's own LoRA (`.enable_lora(...)` on any layer, or looked up with getattr) is found too. Docstrings and comments
+are not code and are ignored.
 
 Some modules have rules of their own (MODULE_RULES, by file name): the student's optim.py writes AdamW and the
 warmup-cosine schedule, so there Keras's and TensorFlow's Adam, AdamW and cosine-decay schedules are forbidden too
@@ -26,6 +27,9 @@ from autograder.judge.registry import Scaled, TestFailure, hidden_test
 
 FORBIDDEN_LAYERS = ("LSTM", "SimpleRNN", "GRU", "LSTMCell", "SimpleRNNCell", "GRUCell", "MultiHeadAttention",
                     "RMSNormalization", "GroupQueryAttention", "GroupedQueryAttention")
+FORBIDDEN_METHODS = ("enable_lora",)
+"""Methods of Keras layers that do a part's work: `Dense.enable_lora` / `EinsumDense.enable_lora` (the LoRA of the
+fine-tuning part)."""
 FORBIDDEN_PACKAGES = ("keras_hub.samplers", "keras_nlp.samplers", "keras_hub.layers", "keras_nlp.layers",
                       "nltk", "kenlm")
 """Packages whose every module is off limits: KerasHub's samplers and layers, and n-gram language-model libraries
@@ -129,6 +133,8 @@ class _Auditor(ast.NodeVisitor):
         return None
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr in FORBIDDEN_METHODS:
+            self._flag(node, f"calls Keras's {node.attr}")
         dotted = self._resolve(node)
         found = self._forbidden(dotted) if dotted else None
         if found:
@@ -155,7 +161,7 @@ class _Auditor(ast.NodeVisitor):
         args = list(node.args) + [k.value for k in node.keywords]
         if name in ("getattr", "__getattribute__", "__getattr__") and len(node.args) >= 2:
             attr = node.args[1]
-            if isinstance(attr, ast.Constant) and attr.value in self.names:
+            if isinstance(attr, ast.Constant) and attr.value in (*self.names, *FORBIDDEN_METHODS):
                 self._flag(node, f"looks up {attr.value!r} with {name}")
         called = self._resolve(func) or ""
         lookup = {n.lower() for rule in self.rules[1:] for n in rule.names  # e.g. keras.optimizers.get("adamw")
@@ -208,7 +214,8 @@ def test_no_forbidden_layers(ctx) -> float | None:
         more = f"\n  ... and {len(findings) - 20} more" if len(findings) > 20 else ""
         raise TestFailure(
             "the submission uses layers, utilities or libraries that the academic rules forbid (write them yourself; "
-            "keras.layers.RNN, Embedding, Dense, LayerNormalization, Dropout and tf.* / keras.ops.* are allowed):\n"
+            "keras.layers.RNN, Embedding, Dense, LayerNormalization, Dropout and tf.* / keras.ops.* are allowed; "
+            "Keras's enable_lora is not):\n"
             f"{shown}{more}"
         )
     if ctx.earned_fraction is None:

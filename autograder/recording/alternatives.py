@@ -616,7 +616,60 @@ LOOP_NGRAM = Alternative(
     ),
 )
 
+FINETUNE_OTHER_ROUTES = Alternative(
+    "finetune-other-routes",
+    "finetune: freezing by the variables' trainable flags, counts with tf.size, A drawn by a variance-scaling "
+    "initializer, the update scaled before the product by einsum, merge by assign_add, adapters marked trainable after "
+    "every weight was frozen",
+    (
+        Edit("finetune", "freeze", replacement='''
+            def freeze(model, num_blocks):
+                if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or not 0 <= num_blocks <= len(
+                        model.blocks):
+                    raise ValueError(f"num_blocks must be an int in [0, {len(model.blocks)}], got {num_blocks!r}")
+                layers = [model.token_embedding, getattr(model, "position_embedding", None), *model.blocks[:num_blocks]]
+                for layer in layers:
+                    for weight in [] if layer is None else layer.weights:
+                        weight.trainable = False
+        '''),
+        Edit("finetune", "trainable_parameters", replacement='''
+            def trainable_parameters(model):
+                return int(sum(int(tf.size(variable)) for variable in model.trainable_variables))
+        '''),
+        Edit("finetune", "LoRA.build", replacement='''
+            def build(self, kernel_shape):
+                if len(kernel_shape) <= self.input_axes:
+                    raise ValueError(f"the kernel of shape {tuple(kernel_shape)} has no output axes")
+                d_in, d_out = math.prod(kernel_shape[: self.input_axes]), math.prod(kernel_shape[self.input_axes :])
+                if self.rank > min(d_in, d_out):
+                    raise ValueError(f"rank must be <= min(d_in, d_out) = {min(d_in, d_out)}, got {self.rank}")
+                self.lora_a = self.add_weight(name="lora_a", shape=(d_in, self.rank), initializer=keras.initializers.
+                                              VarianceScaling(1.0, mode="fan_in", distribution="untruncated_normal"))
+                self.lora_b = self.add_weight(name="lora_b", shape=(self.rank, d_out), initializer="zeros")
+        '''),
+        Edit("finetune", "LoRA.call", replacement='''
+            def call(self, kernel):
+                update = tf.einsum("ir,ro->io", self.lora_a * (self.alpha / self.rank), self.lora_b)
+                return kernel + tf.reshape(update, kernel.shape)
+        '''),
+        Edit("finetune", "LoRA.merge", replacement='''
+            def merge(self, kernel):
+                kernel.assign_add(tf.reshape(self.alpha / self.rank * (self.lora_a @ self.lora_b), kernel.shape))
+                self.lora_b.assign(tf.zeros(self.lora_b.shape))
+        '''),
+        Edit("finetune", "train_only_adapters", replacement='''
+            def train_only_adapters(model, adapters):
+                for weight in model.weights:
+                    weight.trainable = False
+                for adapter in adapters:
+                    adapter.lora_a.trainable = True
+                    adapter.lora_b.trainable = True
+        '''),
+    ),
+)
+
 ALTERNATIVES = [EINSUM_ATTENTION, MANUAL_RECURRENCE, SORT_FREE_SAMPLERS, OTHER_TOKENIZER_AND_TRAINING,
                 TOP_P_BY_PROBABILITIES, EAGER_GENERATION, SEGMENT_SUM_GRAD_NORM, ATTENTION_WEIGHT_DROPOUT,
-                GROUPED_EINSUM_ATTENTION, COMPLEX_ROPE, TEXTBOOK_ADAMW, SORTED_KEYS_NGRAM, LOOP_NGRAM]
+                GROUPED_EINSUM_ATTENTION, COMPLEX_ROPE, TEXTBOOK_ADAMW, SORTED_KEYS_NGRAM, LOOP_NGRAM,
+                FINETUNE_OTHER_ROUTES]
 """Every alternative; recording guards each test with the alternatives whose `parts` include the test's part."""
