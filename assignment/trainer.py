@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import runs, train
-from .cli import OneLineErrorParser, UsageError
+from .cli import OneLineErrorParser, UsageError, add_logging_arguments
 from .console import Progress, StopRequest
 from .loop import fit, training_batches, validation_batches
 from .models import MODEL_KINDS, build_model
@@ -78,14 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--positional", default="learned", choices=["sinusoidal", "learned"],
                        help="positional encoding (sinusoidal trains slower here: its unit-amplitude vectors dwarf the "
                             "small tied token embeddings)")
-    group = parser.add_argument_group("logging and checkpoints")
-    group.add_argument("--log-every", type=int, default=10, help="steps between TensorBoard train scalars")
-    group.add_argument("--eval-every", type=int, default=250, help="steps between evaluations")
-    group.add_argument("--eval-batches", type=int, default=20, help="validation batches per evaluation (0: all)")
-    group.add_argument("--sample-tokens", type=int, default=200, help="length of the text sample in TensorBoard")
-    group.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
-    group.add_argument("--checkpoint-minutes", type=float, default=10.0, help="minutes between checkpoints")
-    group.add_argument("--keep", type=int, default=3, help="checkpoints to keep")
+    add_logging_arguments(parser, eval_every=250, checkpoint_every=500)
     return parser
 
 
