@@ -212,3 +212,14 @@ def test_model_oracle_names_a_missing_sublayer(fixtures: dict) -> None:
     message = run(find("TransformerLanguageModel equals the pre-LN oracle"), fixtures,
                   transformer=namespace("transformer", TransformerLanguageModel=Renamed))
     assert message is not None and "TransformerLanguageModel.final_norm does not exist" in message, message
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 7, 10, 31, 64, 199, 400])
+def test_chi_square_survival_equals_scipys(df: int) -> None:
+    from scipy import special
+
+    from autograder.judge.hidden.common import chi_square_survival
+
+    for x in [0.0, 1e-3, 0.5, df / 2, df, df + 3 * np.sqrt(2 * df), df + 10 * np.sqrt(2 * df), 4 * df + 60]:
+        expected = float(special.chdtrc(df, x))
+        assert chi_square_survival(df, float(x)) == pytest.approx(expected, rel=1e-9, abs=1e-300), (df, x)

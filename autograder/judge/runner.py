@@ -54,8 +54,8 @@ fixtures builder, so that graded values and expected values come from the same k
 class Limits:
     """Resource limits of the worker. memory_mb is enforced on its private memory by a watchdog thread.
 
-    Gradescope's default container has 768 MB for everything. The judge (numpy, scipy.special, fixtures) stays near
-    60 MB resident. The worker's resident set is TensorFlow's mapped library pages (about 360 MB, clean and shared,
+    Gradescope's default container has 768 MB for everything. The judge (numpy and the fixtures; no scipy) stays near
+    40 MB resident. The worker's resident set is TensorFlow's mapped library pages (about 360 MB, clean and shared,
     which the kernel drops under pressure and whose count varies with the kernel and the CPU) plus its private memory
     (anonymous pages: about 220 MB once TensorFlow is imported, 275 MB at the peak of the reference's probes, the
     worker collecting each probe's garbage before the next). The watchdog stops the worker when its private memory

@@ -1,14 +1,14 @@
-"""Judge-side helpers shared by the hidden tests (numpy and scipy only; never TensorFlow or the submission).
+"""Judge-side helpers shared by the hidden tests (numpy only; never scipy, TensorFlow or the submission).
 
 Every message here describes what was expected in words, shapes and properties, never the hidden values.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
-from scipy import special  # not scipy.stats, whose import costs the judge about 45 MB more
 
 from autograder.judge.hidden.oracles import merge_sparse_cells
 from autograder.judge.registry import TestFailure
@@ -132,4 +132,25 @@ def goodness_of_fit(counts: np.ndarray, probs: np.ndarray, min_expected: float =
     if observed.size < 2:
         return 1.0
     statistic = float(np.sum((observed - expected) ** 2 / expected))
-    return float(special.chdtrc(observed.size - 1, statistic))  # chi-square survival function
+    return chi_square_survival(observed.size - 1, statistic)
+
+
+def chi_square_survival(df: int, x: float) -> float:
+    """P(X >= x) for X chi-square with `df` (a positive int) degrees of freedom: the regularized upper incomplete gamma
+    function Q(df / 2, x / 2) in closed form, so that the judge needs no scipy (about 26 MB of its memory):
+
+        even df = 2m:      Q = sum_{i < m} e^{-x/2} (x/2)^i / i!
+        odd df = 2m + 1:   Q = erfc(sqrt(x/2)) + sum_{i < m} e^{-x/2} (x/2)^{i + 1/2} / Gamma(i + 3/2)
+
+    Each term is taken through its logarithm, so that neither e^{-x/2} nor (x/2)^i over- or underflows on its own;
+    the terms are positive, so the relative error stays near the float64 rounding far into the tail.
+    """
+    if x <= 0:
+        return 1.0
+    half = x / 2
+    if df % 2:
+        first, offset = math.erfc(math.sqrt(half)), 0.5
+    else:
+        first, offset = 0.0, 0.0
+    terms = [math.exp((i + offset) * math.log(half) - math.lgamma(i + offset + 1) - half) for i in range(df // 2)]
+    return min(1.0, first + math.fsum(terms))
