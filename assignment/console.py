@@ -152,3 +152,11 @@ class StopRequest:
                                           b"(Ctrl-C again to quit without saving it)\n")
         except (AttributeError, OSError, ValueError):
             pass
+
+
+def report_interrupt(latest: str | None) -> int:
+    """Say on stderr where a run that Ctrl-C stopped outside the training loop's deferral (before the loop started,
+    or a second Ctrl-C) can resume: its `latest` checkpoint, or that nothing was saved; returns the exit status 130."""
+    print("\ninterrupted: " + (f"the latest checkpoint is {latest}; run the same command to resume from it"
+                               if latest else "nothing was saved"), file=sys.stderr)
+    return 130

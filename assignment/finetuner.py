@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from . import runs
 from .cli import OneLineErrorParser, UsageError, add_logging_arguments
-from .console import Progress, StopRequest
+from .console import Progress, StopRequest, report_interrupt
 from .loop import fit, training_batches, validation_batches
 from .models import build_model
 from .trainer import make_optimizer, sample_prompt, splits_record, text_sampler
@@ -284,10 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return finetune_run(args, out, config, tokenizer, batches, valid, texts["valid"])
     except KeyboardInterrupt:
-        latest = tf.train.latest_checkpoint(str(out))
-        print("\ninterrupted: " + (f"the latest checkpoint is {latest}; run the same command to resume from it"
-                                   if latest else "nothing was saved"), file=sys.stderr)
-        return 130
+        return report_interrupt(tf.train.latest_checkpoint(str(out)))
 
 
 def finetune_run(args: argparse.Namespace, out: Path, config: dict, tokenizer, batches: tf.data.Dataset,

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from . import runs, train
 from .cli import OneLineErrorParser, UsageError, add_logging_arguments
-from .console import Progress, StopRequest
+from .console import Progress, StopRequest, report_interrupt
 from .loop import fit, training_batches, validation_batches
 from .models import MODEL_KINDS, build_model
 
@@ -271,10 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return train_run(args, out, config, tokenizer, batches, valid, texts["valid"])
     except KeyboardInterrupt:  # before the training loop started, or a second Ctrl-C in it
-        latest = tf.train.latest_checkpoint(str(out))
-        print("\ninterrupted: " + (f"the latest checkpoint is {latest}; run the same command to resume from it"
-                                   if latest else "nothing was saved"), file=sys.stderr)
-        return 130
+        return report_interrupt(tf.train.latest_checkpoint(str(out)))
 
 
 def train_run(args: argparse.Namespace, out: Path, config: dict, tokenizer, batches: tf.data.Dataset,
